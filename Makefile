@@ -1,0 +1,40 @@
+# cots-hpc: the two commands are `make demo` and `make test` (README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RANKS ?= 1 2 3 4
+MPI_TIMEOUT ?= 600
+# ranks x threads = cores: MPI runs use one thread per rank
+ONE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+MPIRUN := $(ONE_THREAD) timeout --kill-after=10 $(MPI_TIMEOUT) $(BIN)/mpiexec
+
+.PHONY: venv test test-serial test-mpi demo bench clean
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: test-serial test-mpi
+
+test-serial: venv
+	$(BIN)/python -m pytest -q tests
+
+test-mpi: venv
+	@for n in $(RANKS); do \
+	  echo "== MPI tests at $$n ranks (timeout $(MPI_TIMEOUT) s)"; \
+	  $(MPIRUN) -n $$n $(BIN)/python -m mpi4py -m pytest --with-mpi -m mpi -q tests \
+	    || { echo "MPI tests failed or timed out at $$n ranks"; exit 1; }; \
+	done
+
+demo: venv
+	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py examples/heat_diffusion.py
+
+bench: venv
+	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py benchmarks/halo.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
