@@ -168,7 +168,7 @@ def wtime() -> float:
 
 def library_version() -> str:
     """The first line of the MPI library's version string."""
-    return MPI.Get_library_version().splitlines()[0].strip()
+    return " ".join(MPI.Get_library_version().splitlines()[0].split())
 
 
 _cuda_aware: bool | None = None

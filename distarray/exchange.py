@@ -12,6 +12,7 @@ the plan allocates once, and go to MPI directly when the library is CUDA-aware
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from . import backend
@@ -40,8 +41,30 @@ def is_contiguous(piece: tuple[int, ...], whole: tuple[int, ...]) -> bool:
     return all(p == w for p, w in zip(piece[k + 1:], whole[k + 1:]))
 
 
+@dataclass(frozen=True)
+class _Route:
+    """How one piece moves, worked out once per plan: its peer, and where it sits in the
+    local array it is read from or written into (slices, offsets, contiguity)."""
+
+    key: tuple
+    peer: int
+    shape: tuple[int, ...]
+    slices: tuple[slice, ...]
+    starts: tuple[int, ...]
+    contiguous: bool
+
+
+def _routes(kind: str, pieces: Sequence[Piece], origin: tuple[int, ...], whole: tuple[int, ...]) -> tuple[_Route, ...]:
+    """Routes of ``pieces`` placed in an array of shape ``whole`` whose element 0 sits at ``origin``."""
+    return tuple(
+        _Route((kind, i), p.peer, p.box.shape, p.box.slices(origin),
+               tuple(a - o for a, o in zip(p.box.lo, origin)), is_contiguous(p.box.shape, whole))
+        for i, p in enumerate(pieces)
+    )
+
+
 class _Plan:
-    """What fetch and accumulate plans share: the pattern, the tag and the buffers."""
+    """What fetch and accumulate plans share: the pattern, the routes, the tag and the buffers."""
 
     def __init__(self, grid: ProcessGrid, layout: Layout, box: "Box | Sequence"):
         error = None
@@ -57,6 +80,12 @@ class _Plan:
         boxes = _comm.allgather(grid.comm, box)
         self.pattern: Pattern = exchange_pattern(layout, boxes, grid.rank)
         self.tag = grid.next_tag()
+        box, owned, local = self.pattern.box, self.pattern.owned, self.pattern.local
+        # a fetch receives into the box and sends from the owned block; an accumulate the reverse
+        self._box_routes = _routes("box", self.pattern.incoming, box.lo, box.shape)
+        self._owned_routes = _routes("owned", self.pattern.outgoing, owned.lo, owned.shape)
+        self._local = None if local is None else (local.slices(box.lo), local.slices(owned.lo))
+        self._padding = tuple(pad.slices(box.lo) for pad in self.pattern.padding)
         self._buffers: dict[tuple, Any] = {}
         self._datatypes: dict[tuple, Any] = {}
         self._pending: tuple | None = None
@@ -97,64 +126,60 @@ class _Plan:
         elif error is not None:
             raise error
 
-    def _buffer(self, key: tuple, shape: tuple[int, ...], xp: Any) -> Any:
+    def _buffer(self, route: _Route, xp: Any) -> Any:
         """A reusable contiguous buffer for one message (allocated on first use)."""
-        full = key + (xp.__name__,)
-        buf = self._buffers.get(full)
+        key = route.key + (xp.__name__,)
+        buf = self._buffers.get(key)
         if buf is None:
-            buf = self._buffers[full] = xp.empty(shape, dtype=self.layout.dtype)
+            buf = self._buffers[key] = xp.empty(route.shape, dtype=self.layout.dtype)
         return buf
 
-    def _datatype(self, key: tuple, whole: tuple[int, ...], piece: Box, origin: tuple[int, ...]) -> Any:
-        """A reusable MPI subarray datatype selecting ``piece`` in an array of shape ``whole``."""
-        dtype = self._datatypes.get(key)
+    def _datatype(self, route: _Route, whole: tuple[int, ...]) -> Any:
+        """A reusable MPI subarray datatype selecting the route's piece in an array of shape ``whole``."""
+        dtype = self._datatypes.get(route.key)
         if dtype is None:
-            starts = tuple(a - o for a, o in zip(piece.lo, origin))
-            dtype = self._datatypes[key] = _comm.subarray_type(whole, piece.shape, starts, self.layout.dtype)
+            dtype = self._datatypes[route.key] = _comm.subarray_type(whole, route.shape, route.starts, self.layout.dtype)
         return dtype
 
     def _staged(self, array: Any) -> bool:
         return backend.is_device_array(array) and not _comm.cuda_aware()
 
-    def _send(self, key: tuple, base: Any, piece: Box, origin: tuple[int, ...], peer: int) -> _comm.Request:
-        """Send the part ``piece`` of ``base`` (element 0 at global ``origin``) to ``peer``.
+    def _send(self, route: _Route, base: Any) -> _comm.Request:
+        """Send the route's piece of ``base`` to its peer.
 
         Contiguous pieces and host arrays go without a copy (a subarray datatype for strided
         host pieces); device pieces are packed on the device, then staged through host
         memory when MPI is not CUDA-aware.
         """
-        view = base[piece.slices(origin)]
         if self._staged(base):
-            buf = self._buffer(key, piece.shape, backend.namespace("numpy"))
-            backend.copy_to_host(view, buf)
-        elif is_contiguous(piece.shape, base.shape):
-            buf = view
+            buf = self._buffer(route, backend.namespace("numpy"))
+            backend.copy_to_host(base[route.slices], buf)
+        elif route.contiguous:
+            buf = base[route.slices]
         elif not backend.is_device_array(base):
-            return _comm.isend(self.grid.comm, base, peer, self.tag, self._datatype(key, base.shape, piece, origin))
+            return _comm.isend(self.grid.comm, base, route.peer, self.tag, self._datatype(route, base.shape))
         else:
-            buf = self._buffer(key, piece.shape, backend.get_array_module(base))
-            buf[...] = view
+            buf = self._buffer(route, backend.get_array_module(base))
+            buf[...] = base[route.slices]
             backend.synchronize(buf)
-        return _comm.isend(self.grid.comm, buf, peer, self.tag)
+        return _comm.isend(self.grid.comm, buf, route.peer, self.tag)
 
-    def _recv(self, key: tuple, base: Any, piece: Box, origin: tuple[int, ...], peer: int,
-              in_place: bool) -> tuple[_comm.Request, tuple | None]:
-        """Receive the part ``piece`` of ``base`` from ``peer``.
+    def _recv(self, route: _Route, base: Any, in_place: bool) -> tuple[_comm.Request, tuple | None]:
+        """Receive the route's piece of ``base`` from its peer.
 
         With ``in_place`` (a fetch) the data lands in ``base`` directly where it can;
         otherwise (or when staging) in a buffer, returned with its target as
         ``(target, buffer)`` for the caller to copy or add after the wait.
         """
-        target = base[piece.slices(origin)]
         if in_place and not self._staged(base):
-            if is_contiguous(piece.shape, base.shape):
-                return _comm.irecv(self.grid.comm, target, peer, self.tag), None
+            if route.contiguous:
+                return _comm.irecv(self.grid.comm, base[route.slices], route.peer, self.tag), None
             if not backend.is_device_array(base):
-                datatype = self._datatype(key, base.shape, piece, origin)
-                return _comm.irecv(self.grid.comm, base, peer, self.tag, datatype), None
+                datatype = self._datatype(route, base.shape)
+                return _comm.irecv(self.grid.comm, base, route.peer, self.tag, datatype), None
         xp = backend.namespace("numpy") if self._staged(base) else backend.get_array_module(base)
-        buf = self._buffer(key, piece.shape, xp)
-        return _comm.irecv(self.grid.comm, buf, peer, self.tag), (target, buf)
+        buf = self._buffer(route, xp)
+        return _comm.irecv(self.grid.comm, buf, route.peer, self.tag), (base[route.slices], buf)
 
 
 class FetchPlan(_Plan):
@@ -211,17 +236,16 @@ class FetchPlan(_Plan):
         if out is None:
             out = xp.empty(self.box.shape, dtype=self.layout.dtype)  # (box shape)
         if not remote_only:
-            for pad in self.pattern.padding:
-                out[pad.slices(self.box.lo)] = 0
+            for pad in self._padding:
+                out[pad] = 0
         unpacks, requests = [], []
-        for i, piece in enumerate(self.pattern.incoming):
-            request, unpack = self._recv(("in", i), out, piece.box, self.box.lo, piece.peer, in_place=True)
+        for route in self._box_routes:
+            request, unpack = self._recv(route, out, in_place=True)
             requests.append(request)
             if unpack is not None:
                 unpacks.append(unpack)
         backend.synchronize(x.local)
-        for i, piece in enumerate(self.pattern.outgoing):
-            requests.append(self._send(("out", i), x.local, piece.box, self.pattern.owned.lo, piece.peer))
+        requests += [self._send(route, x.local) for route in self._owned_routes]
         self._pending = (x, out, unpacks, requests, not remote_only)
 
     def end(self) -> Any:
@@ -229,9 +253,9 @@ class FetchPlan(_Plan):
         if self._pending is None:
             raise RuntimeError("end() called without begin()")
         x, out, unpacks, requests, copy_local = self._pending
-        local = self.pattern.local
-        if copy_local and local is not None:
-            out[local.slices(self.box.lo)] = x.local[local.slices(self.pattern.owned.lo)]
+        if copy_local and self._local is not None:
+            in_box, in_owned = self._local
+            out[in_box] = x.local[in_owned]
         _comm.waitall(requests)
         for target, buf in unpacks:
             if backend.is_device_array(target) and not backend.is_device_array(buf):
@@ -274,18 +298,16 @@ class AccumulatePlan(_Plan):
                 )
         self._start(check, error)
         values = backend.get_array_module(values).ascontiguousarray(values)  # no copy when already so
-        owned = self.pattern.owned
         adds, requests = [], []
-        for i, piece in enumerate(self.pattern.outgoing):  # others' values landing in my block
-            request, add = self._recv(("in", i), x.local, piece.box, owned.lo, piece.peer, in_place=False)
+        for route in self._owned_routes:  # others' values landing in my block
+            request, add = self._recv(route, x.local, in_place=False)
             requests.append(request)
-            adds.append((piece.peer,) + add)
+            adds.append((route.peer,) + add)
         backend.synchronize(values)
-        for i, piece in enumerate(self.pattern.incoming):  # my values owned by others
-            requests.append(self._send(("out", i), values, piece.box, self.box.lo, piece.peer))
-        local = self.pattern.local
-        if local is not None:
-            adds.append((self.grid.rank, x.local[local.slices(owned.lo)], values[local.slices(self.box.lo)]))
+        requests += [self._send(route, values) for route in self._box_routes]  # my values others own
+        if self._local is not None:
+            in_box, in_owned = self._local
+            adds.append((self.grid.rank, x.local[in_owned], values[in_box]))
         adds.sort(key=lambda a: a[0])
         self._pending = (adds, requests)
 
