@@ -21,6 +21,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .device import use_local_gpu
 from .exchange import AccumulatePlan, FetchPlan
 from .grid import ProcessGrid, factor_grid
 from .layout import Layout, balanced_blocks
@@ -56,6 +57,7 @@ __all__ = [
     "random_global",
     "scatter",
     "uniform",
+    "use_local_gpu",
     "zeros",
     "zeros_like",
 ]

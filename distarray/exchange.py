@@ -217,24 +217,13 @@ class FetchPlan(_Plan):
             the same on every rank.
         """
         error = self._check_array(x)
-        xp = backend.get_array_module(x.local)
-        if error is None and out is None and remote_only:
+        if error is None and remote_only and out is None:
             error = ValueError("remote_only=True needs out=, the array holding the other parts")
         if error is None and out is not None:
-            error = _not_an_array("out", out, self.box.shape)
-        if error is None and out is not None:
-            if tuple(out.shape) != self.box.shape or out.dtype != self.layout.dtype:
-                error = ValueError(
-                    f"expected out of shape {self.box.shape} and dtype {self.layout.dtype}, "
-                    f"got {tuple(out.shape)} and {out.dtype}"
-                )
-            elif backend.get_array_module(out) is not xp:
-                error = TypeError(f"out is a {backend.backend_name(out)} array, x a {backend.backend_name(x.local)} one")
-            elif not out.flags.c_contiguous:
-                error = ValueError("expected a C-contiguous out array")
+            error = self._check_out(out, x.local)
         self._start(check, error)
         if out is None:
-            out = xp.empty(self.box.shape, dtype=self.layout.dtype)  # (box shape)
+            out = backend.get_array_module(x.local).empty(self.box.shape, dtype=self.layout.dtype)  # (box shape)
         if not remote_only:
             for pad in self._padding:
                 out[pad] = 0
@@ -247,6 +236,22 @@ class FetchPlan(_Plan):
         backend.synchronize(x.local)
         requests += [self._send(route, x.local) for route in self._owned_routes]
         self._pending = (x, out, unpacks, requests, not remote_only)
+
+    def _check_out(self, out: Any, local: Any) -> BaseException | None:
+        """What is wrong with ``out`` for this plan and source block, or None."""
+        error = _not_an_array("out", out, self.box.shape)
+        if error is not None:
+            return error
+        if tuple(out.shape) != self.box.shape or out.dtype != self.layout.dtype:
+            return ValueError(
+                f"expected out of shape {self.box.shape} and dtype {self.layout.dtype}, "
+                f"got {tuple(out.shape)} and {out.dtype}"
+            )
+        if backend.get_array_module(out) is not backend.get_array_module(local):
+            return TypeError(f"out is a {backend.backend_name(out)} array, x a {backend.backend_name(local)} one")
+        if not out.flags.c_contiguous:
+            return ValueError("expected a C-contiguous out array")
+        return None
 
     def end(self) -> Any:
         """Complete the fetch started by :meth:`begin`; returns the dense box (collective)."""

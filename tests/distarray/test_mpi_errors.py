@@ -275,3 +275,14 @@ def test_redistribute_to_layouts_differing_on_one_rank():
     with pytest.raises(ValueError, match=r"ranks differ in layouts to redistribute to: rank 0: Layout"):
         x.redistribute(target)
     still_works(x, g)
+
+
+def test_plan_given_something_else_than_a_distarray_on_one_rank():
+    x, g = array()
+    plan = x.fetch_plan(BOX)
+    with pytest.raises(TypeError, match=r"expected a DistArray, got ndarray"):
+        plan.begin(g if bad() else x)
+    acc = x.accumulate_plan(BOX)
+    with pytest.raises(TypeError, match=r"expected a DistArray, got ndarray"):
+        acc.begin(g if bad() else x, np.zeros(acc.box.shape))
+    still_works(x, g)
