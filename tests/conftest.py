@@ -1,8 +1,9 @@
-"""Shared test set-up: fail fast under MPI so a failure on one rank never leaves others waiting."""
+"""Shared test set-up under MPI: rank 0 reports, and a failure on any rank ends the job at once."""
 
 from __future__ import annotations
 
 import sys
+import threading
 
 import pytest
 
@@ -21,3 +22,45 @@ def pytest_runtest_makereport(item, call):
         sys.stderr.write(report.longreprtext + "\n")
         sys.stderr.flush()
         comm.abort(world, 1)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Under mpiexec only rank 0 prints pytest's report: the others' copies would interleave
+    with it. A failure on any rank is still printed, by the hook above, before the abort."""
+    world = comm.world()
+    if config.getoption("with_mpi", default=False) and world.Get_rank() > 0:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
+
+
+WATCHDOG_SECONDS = 90.0
+
+
+@pytest.fixture(autouse=True)
+def watchdog(request):
+    """End the job when an MPI test runs past WATCHDOG_SECONDS (a rank stuck in a collective
+    that another rank never reaches), naming the test, instead of waiting for the outer
+    timeout of `make test`."""
+    if request.node.get_closest_marker("mpi") is None:
+        yield
+        return
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def expire() -> None:
+        if capture is not None:  # write past pytest's capture: the abort loses captured output
+            capture.suspend_global_capture(in_=False)
+        world = comm.world()
+        sys.stderr.write(f"\n[rank {world.Get_rank()}] {request.node.nodeid} still running after "
+                         f"{WATCHDOG_SECONDS:.0f} s: some rank is waiting in a collective; aborting\n")
+        sys.stderr.flush()
+        comm.abort(world, 2)
+
+    timer = threading.Timer(WATCHDOG_SECONDS, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-import threading
 from typing import Sequence
 
 import numpy as np
@@ -211,33 +209,6 @@ def same_everywhere(value) -> bool:
     """Collective: True when every rank holds an equal ``value`` (compared with ==)."""
     seen = world().allgather(value)
     return all(v == seen[0] for v in seen)
-
-
-WATCHDOG_SECONDS = 90.0
-
-
-@pytest.fixture(autouse=False)
-def watchdog(request):
-    """Abort the job when a test runs past WATCHDOG_SECONDS (a rank stuck in a collective
-    that another rank never reaches), naming the test, instead of waiting for the outer
-    timeout. Modules use it with ``pytestmark = pytest.mark.usefixtures("watchdog")``."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-
-    def expire() -> None:
-        if capture is not None:  # write past pytest's capture: the abort loses captured output
-            capture.suspend_global_capture(in_=False)
-        sys.stderr.write(f"\n[rank {rank()}] {request.node.nodeid} still running after "
-                         f"{WATCHDOG_SECONDS:.0f} s: some rank is waiting in a collective; aborting\n")
-        sys.stderr.flush()
-        _comm.abort(world(), 2)
-
-    timer = threading.Timer(WATCHDOG_SECONDS, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
 
 
 def all_alive() -> None:

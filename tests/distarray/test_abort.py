@@ -43,7 +43,6 @@ def script(wait: str) -> str:
         """)
 
 
-@pytest.mark.skipif(not MPIEXEC.exists(), reason=f"no mpiexec next to {sys.executable}")
 @pytest.mark.parametrize("wait", list(WAITS), ids=list(WAITS))
 def test_exception_on_one_rank_aborts_the_job(tmp_path, wait):
     path = tmp_path / "fail_on_rank_1.py"

@@ -14,7 +14,7 @@ import pytest
 
 import distarray as da
 
-from .mpi_helpers import (  # watchdog: a fixture
+from .mpi_helpers import (
     BOX_KINDS,
     DTYPES,
     SEED,
@@ -29,11 +29,10 @@ from .mpi_helpers import (  # watchdog: a fixture
     rank_rng,
     size,
     some_layouts,
-    watchdog,
     world,
 )
 
-pytestmark = [pytest.mark.mpi, pytest.mark.usefixtures("watchdog")]
+pytestmark = pytest.mark.mpi
 
 SHAPES = {1: (13,), 2: (11, 7), 3: (7, 5, 11)}
 

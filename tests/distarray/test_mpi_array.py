@@ -13,7 +13,7 @@ import pytest
 
 import distarray as da
 
-from .mpi_helpers import (  # watchdog: a fixture
+from .mpi_helpers import (
     DTYPES,
     SEED,
     explicit_blocks,
@@ -24,11 +24,10 @@ from .mpi_helpers import (  # watchdog: a fixture
     rank,
     size,
     some_layouts,
-    watchdog,
     world,
 )
 
-pytestmark = [pytest.mark.mpi, pytest.mark.usefixtures("watchdog")]
+pytestmark = pytest.mark.mpi
 
 SHAPE = (11, 7)
 SHAPE3 = (7, 5, 11)

@@ -15,9 +15,9 @@ import pytest
 
 import distarray as da
 
-from .mpi_helpers import all_alive, global_array, grid, rank, size, watchdog  # noqa: F401 (fixture)
+from .mpi_helpers import all_alive, global_array, grid, rank, size
 
-pytestmark = [pytest.mark.mpi, pytest.mark.usefixtures("watchdog")]
+pytestmark = pytest.mark.mpi
 
 SHAPE = (11, 7)
 BOX = ((1, 3), (2, 5))  # a valid box of shape (2, 3)

@@ -11,7 +11,7 @@ import pytest
 
 import distarray as da
 
-from .mpi_helpers import (  # watchdog: a fixture
+from .mpi_helpers import (
     BOX_KINDS,
     DTYPES,
     SEED,
@@ -26,10 +26,9 @@ from .mpi_helpers import (  # watchdog: a fixture
     rank_rng,
     size,
     some_layouts,
-    watchdog,
 )
 
-pytestmark = [pytest.mark.mpi, pytest.mark.usefixtures("watchdog")]
+pytestmark = pytest.mark.mpi
 
 SHAPES = {1: (13,), 2: (11, 7), 3: (7, 5, 11)}  # extents that 2, 3 and 4 do not divide
 LAYOUT_COUNT = {1: 6, 2: 10, 3: 6}  # at most this many layouts per test (4 ranks share 2 cores)
