@@ -109,6 +109,9 @@ def from_global(array: Any, grid: ProcessGrid, split: Split = None, blocks: Bloc
 
     The backend defaults to the array's own.
     """
+    given = type(array).__name__
+    _comm.agree(grid.comm, None if hasattr(array, "shape") and hasattr(array, "dtype")
+                else TypeError(f"from_global expected an array, got {given}"))
     layout = agreed_layout(grid, array.shape, split, array.dtype, blocks)
     name = backend_name or backend.backend_name(array)
     xp = backend.namespace(name)

@@ -286,3 +286,10 @@ def test_plan_given_something_else_than_a_distarray_on_one_rank():
     with pytest.raises(TypeError, match=r"expected a DistArray, got ndarray"):
         acc.begin(g if bad() else x, np.zeros(acc.box.shape))
     still_works(x, g)
+
+
+def test_from_global_given_a_list_on_one_rank():
+    x, g = array()
+    with pytest.raises(TypeError, match=r"from_global expected an array, got list"):
+        da.from_global(g.tolist() if bad() else g, grid((size(),)))
+    still_works(x, g)
