@@ -28,7 +28,7 @@ __all__ = [
     "synchronize",
     "use_device",
     "copy_to_host",
-    "copy_from_host",
+    "like",
 ]
 
 BACKENDS = ("numpy", "cupy")
@@ -104,9 +104,9 @@ def copy_to_host(src: Any, dst: np.ndarray) -> None:
         np.copyto(dst, src)
 
 
-def copy_from_host(src: np.ndarray, dst: Any) -> None:
-    """Copy host array ``src`` into array ``dst`` (host or device) of the same shape."""
-    if is_device_array(dst):
-        dst[...] = _cupy.asarray(src)
-    else:
-        np.copyto(dst, src)
+def like(array: Any, target: Any) -> Any:
+    """``array`` on ``target``'s backend: a host array moved to the device when ``target`` is
+    a device array, else ``array`` itself (no copy)."""
+    if is_device_array(target) and not is_device_array(array):
+        return _cupy.asarray(array)
+    return array

@@ -48,17 +48,24 @@ class _Route:
 
     key: tuple
     peer: int
-    shape: tuple[int, ...]
     slices: tuple[slice, ...]
-    starts: tuple[int, ...]
     contiguous: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Extents of the piece."""
+        return tuple(s.stop - s.start for s in self.slices)
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """Offset of the piece in the local array."""
+        return tuple(s.start for s in self.slices)
 
 
 def _routes(kind: str, pieces: Sequence[Piece], origin: tuple[int, ...], whole: tuple[int, ...]) -> tuple[_Route, ...]:
     """Routes of ``pieces`` placed in an array of shape ``whole`` whose element 0 sits at ``origin``."""
     return tuple(
-        _Route((kind, i), p.peer, p.box.shape, p.box.slices(origin),
-               tuple(a - o for a, o in zip(p.box.lo, origin)), is_contiguous(p.box.shape, whole))
+        _Route((kind, i), p.peer, p.box.slices(origin), is_contiguous(p.box.shape, whole))
         for i, p in enumerate(pieces)
     )
 
@@ -263,10 +270,7 @@ class FetchPlan(_Plan):
             out[in_box] = x.local[in_owned]
         _comm.waitall(requests)
         for target, buf in unpacks:
-            if backend.is_device_array(target) and not backend.is_device_array(buf):
-                backend.copy_from_host(buf, target)
-            else:
-                target[...] = buf
+            target[...] = backend.like(buf, target)
         self._pending = None
         return out
 
@@ -323,9 +327,7 @@ class AccumulatePlan(_Plan):
         adds, requests = self._pending
         _comm.waitall(requests)
         for _, target, buf in adds:
-            if backend.is_device_array(target) and not backend.is_device_array(buf):
-                buf = backend.get_array_module(target).asarray(buf)
-            target += buf
+            target += backend.like(buf, target)
         self._pending = None
 
     def __call__(self, x: Any, values: Any) -> None:
