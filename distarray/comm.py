@@ -53,6 +53,11 @@ class RemoteError(RuntimeError):
     """Raised on every rank when another rank found an error of a kind not re-raised as is."""
 
 
+def self_comm() -> MPI.Comm:
+    """COMM_SELF: this rank alone (for a serial twin of a distributed computation)."""
+    return MPI.COMM_SELF
+
+
 def world() -> MPI.Comm:
     """``MPI.COMM_WORLD`` (size 1 when run without mpiexec)."""
     return MPI.COMM_WORLD

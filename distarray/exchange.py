@@ -214,7 +214,9 @@ class FetchPlan(_Plan):
             Source, with the plan's layout. Do not modify it before :meth:`end`.
         out : array, optional
             Where to write the box (C-contiguous, shape ``box.shape``, the array's dtype
-            and backend); a new array by default.
+            and backend); a new array by default. This rank's own part and the zero
+            padding are in place when ``begin`` returns, so work on them can overlap the
+            messages.
         remote_only : bool
             Write only the parts other ranks own, leaving this rank's part and the zero
             padding in ``out`` as an earlier call (or the caller) left them: the ghost-cell
@@ -242,7 +244,10 @@ class FetchPlan(_Plan):
                 unpacks.append(unpack)
         backend.synchronize(x.local)
         requests += [self._send(route, x.local) for route in self._owned_routes]
-        self._pending = (x, out, unpacks, requests, not remote_only)
+        if not remote_only and self._local is not None:  # this rank's part is ready at once
+            in_box, in_owned = self._local
+            out[in_box] = x.local[in_owned]
+        self._pending = (x, out, unpacks, requests)
 
     def _check_out(self, out: Any, local: Any) -> BaseException | None:
         """What is wrong with ``out`` for this plan and source block, or None."""
@@ -264,10 +269,7 @@ class FetchPlan(_Plan):
         """Complete the fetch started by :meth:`begin`; returns the dense box (collective)."""
         if self._pending is None:
             raise RuntimeError("end() called without begin()")
-        x, out, unpacks, requests, copy_local = self._pending
-        if copy_local and self._local is not None:
-            in_box, in_owned = self._local
-            out[in_box] = x.local[in_owned]
+        x, out, unpacks, requests = self._pending
         _comm.waitall(requests)
         for target, buf in unpacks:
             target[...] = backend.like(buf, target)

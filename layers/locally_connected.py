@@ -1,0 +1,202 @@
+"""Locally connected filtering (untied weights) and its transpose, the decoder, over ranks.
+
+Each rank owns the output locations of its block of the grid and their weights; weights
+never move. Forward fetches the input box the block's windows read (halo included) and
+runs the batched GEMMs of :mod:`layers.lc_kernels`; backward computes weight and bias
+gradients locally and adds the input gradient into the owners with an accumulate.
+
+The transpose layer maps the output space back to the input space with its own weights:
+``xhat = sum over locations of w2[i, j]^T @ h[i, j]``, overlap-added at each window (the
+decoder of the sparse autoencoder). Its forward is the filtering layer's input gradient
+(an accumulate) and its backward the filtering layer's forward (a fetch).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+import distarray as da
+
+from .geometry import Region, Window
+from .lc_kernels import fan_in, lc_forward, lc_input_grad, lc_weight_grad
+from .window_layer import WindowLayer
+
+__all__ = ["LocallyConnected2D", "LocallyConnectedTranspose2D"]
+
+
+class _Filters(WindowLayer):
+    """Weights (oh, ow, M, K) with the output locations' layout, and their gradients."""
+
+    def __init__(self, in_shape: Sequence[int], maps: int, k: int, stride: int, padding: int,
+                 grid: da.ProcessGrid, seed: int, dtype: Any, backend_name: str, init_scale: float | None):
+        super().__init__(in_shape, maps, Window(k, stride, padding), grid, dtype, backend_name)
+        if int(maps) < 1:
+            raise ValueError(f"expected maps >= 1, got {maps}")
+        self.maps = int(maps)
+        self.fan_in = fan_in(k, self.in_shape[2])
+        scale = 1.0 / math.sqrt(self.fan_in) if init_scale is None else float(init_scale)
+        shape = self.out_shape[:2] + (self.maps, self.fan_in)
+        # depends on seed and global index only: the same network on any number of ranks
+        self.weight = da.uniform(shape, grid, seed, -scale, scale, split=(0, 1, None, None),
+                                 dtype=self.dtype, backend_name=backend_name)  # (oh, ow, M, K)
+        self.grad_weight = da.zeros_like(self.weight)
+        self._saved: tuple | None = None
+
+    def parameters(self) -> dict[str, da.DistArray]:
+        """The layer's parameters by name (each rank holds its locations' part)."""
+        return {"weight": self.weight}
+
+    def gradients(self) -> dict[str, da.DistArray]:
+        """Gradients from the last backward, named as :meth:`parameters`."""
+        return {"weight": self.grad_weight}
+
+    def _region(self, array: Any, region: Region) -> Any:
+        (i0, i1), (j0, j1) = region
+        return array[i0:i1, j0:j1]
+
+    def _saved_for(self, what: str) -> tuple:
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() called before forward(): nothing saved for {what}")
+        return self._saved
+
+
+class LocallyConnected2D(_Filters):
+    """Locally connected filtering: every output location has its own ``maps`` filters.
+
+    ``y[i, j] (M x B) = weight[i, j] (M x K) @ patch(x, i, j) (K x B) + bias[i, j]``, K =
+    k*k*C, fan-in ordered (dj, di, c) (see :mod:`layers.lc_kernels`; :meth:`filters` gives
+    them as (oh, ow, M, k, k, C) images).
+
+    Parameters
+    ----------
+    in_shape : (H, W, C)
+        Input rows, columns, channels.
+    maps : int
+        Filters per output location (M).
+    k : int
+        Receptive field side.
+    stride, padding : int
+        Window stride and zero padding on every side (default 1 and 0).
+    grid : ProcessGrid
+        2-D grid of ranks over which output locations are split.
+    seed : int
+        Weights are uniform on [-1/sqrt(K), 1/sqrt(K)) (or ``init_scale``), drawn from
+        ``seed`` and the global index: identical on any number of ranks.
+    bias : bool
+        Add a per-location, per-map bias (initialised to 0).
+    dtype, backend_name
+        float32 or float64; "numpy" or "cupy".
+
+    Collective: construct, and call ``forward``/``backward``, on every rank of ``grid``.
+    """
+
+    def __init__(self, in_shape: Sequence[int], maps: int, k: int, grid: da.ProcessGrid, stride: int = 1,
+                 padding: int = 0, seed: int = 0, bias: bool = True, dtype: Any = np.float32,
+                 backend_name: str = "numpy", init_scale: float | None = None):
+        super().__init__(in_shape, maps, k, stride, padding, grid, seed, dtype, backend_name, init_scale)
+        self.bias = None
+        self.grad_bias = None
+        if bias:
+            self.bias = da.zeros(self.out_shape, grid, split=(0, 1, None), dtype=self.dtype,
+                                 backend_name=backend_name)  # (oh, ow, M)
+            self.grad_bias = da.zeros_like(self.bias)
+
+    def parameters(self) -> dict[str, da.DistArray]:
+        params = super().parameters()
+        if self.bias is not None:
+            params["bias"] = self.bias
+        return params
+
+    def gradients(self) -> dict[str, da.DistArray]:
+        grads = super().gradients()
+        if self.grad_bias is not None:
+            grads["bias"] = self.grad_bias
+        return grads
+
+    def forward(self, x: da.DistArray) -> da.DistArray:
+        """Outputs (oh, ow, M, B) in the output layout; saves the input box for backward."""
+        batch = self.check_array(x, "input")
+        y = self.new_output(batch)
+        w, k, s = self.weight.local, self.window.k, self.window.stride
+        bias = None if self.bias is None else self.bias.local
+
+        def compute(xb: Any, region: Region) -> None:
+            rows, cols = self.in_slices(region)
+            lc_forward(xb[rows, cols], self._region(w, region), k, s,
+                       bias=None if bias is None else self._region(bias, region), out=self._region(y.local, region))
+
+        xb = self.fetch_and_compute(x, compute)
+        self._saved = (xb, batch)
+        return y
+
+    def backward(self, dy: da.DistArray) -> da.DistArray:
+        """Input gradient (input layout); weight and bias gradients into ``grad_weight``
+        and ``grad_bias`` (overwritten)."""
+        xb, batch = self._saved_for("the input")
+        self.check_array(dy, "output", batch)
+        w, k, s = self.weight.local, self.window.k, self.window.stride
+
+        def compute(dxb: Any, region: Region) -> None:
+            rows, cols = self.in_slices(region)
+            sub = dxb[rows, cols]
+            lc_input_grad(self._region(w, region), self._region(dy.local, region), k, s, sub.shape[:2], out=sub)
+
+        def weight_grads() -> None:
+            lc_weight_grad(xb, dy.local, k, s, out=self.grad_weight.local)
+            if self.grad_bias is not None:
+                dy.local.sum(axis=3, out=self.grad_bias.local)
+
+        return self.compute_and_accumulate(batch, compute, weight_grads)
+
+    def filters(self) -> Any:
+        """This rank's filters as images: (oh_local, ow_local, M, k, k, C), rows then columns."""
+        k, c = self.window.k, self.in_shape[2]
+        w = self.weight.local.reshape(self.weight.local.shape[:3] + (k, k, c))  # (.., dj, di, C)
+        return w.swapaxes(3, 4)
+
+
+class LocallyConnectedTranspose2D(_Filters):
+    """The transpose of :class:`LocallyConnected2D` with its own weights: the decoder.
+
+    Maps (oh, ow, M, B) in the output space of a filtering layer with the same ``in_shape``,
+    ``k``, ``stride``, ``padding`` and ``grid`` back to (H, W, C, B):
+    ``xhat = sum_(i, j) overlap-add of weight[i, j]^T @ h[i, j]``. No bias. Arguments as
+    :class:`LocallyConnected2D`; collective likewise.
+    """
+
+    def __init__(self, in_shape: Sequence[int], maps: int, k: int, grid: da.ProcessGrid, stride: int = 1,
+                 padding: int = 0, seed: int = 0, dtype: Any = np.float32, backend_name: str = "numpy",
+                 init_scale: float | None = None):
+        super().__init__(in_shape, maps, k, stride, padding, grid, seed, dtype, backend_name, init_scale)
+
+    def forward(self, h: da.DistArray) -> da.DistArray:
+        """Reconstruction (H, W, C, B) in the input layout (an accumulate); saves ``h``."""
+        batch = self.check_array(h, "output")
+        w, k, s = self.weight.local, self.window.k, self.window.stride
+
+        def compute(xb: Any, region: Region) -> None:
+            rows, cols = self.in_slices(region)
+            sub = xb[rows, cols]
+            lc_input_grad(self._region(w, region), self._region(h.local, region), k, s, sub.shape[:2], out=sub)
+
+        xhat = self.compute_and_accumulate(batch, compute, lambda: None)
+        self._saved = (h.local, batch)
+        return xhat
+
+    def backward(self, dxhat: da.DistArray) -> da.DistArray:
+        """Gradient with respect to ``h`` (output layout); weight gradient into ``grad_weight``."""
+        h, batch = self._saved_for("h")
+        self.check_array(dxhat, "input", batch)
+        dh = self.new_output(batch)
+        w, k, s = self.weight.local, self.window.k, self.window.stride
+
+        def compute(gb: Any, region: Region) -> None:
+            rows, cols = self.in_slices(region)
+            lc_forward(gb[rows, cols], self._region(w, region), k, s, out=self._region(dh.local, region))
+
+        gb = self.fetch_and_compute(dxhat, compute)
+        lc_weight_grad(gb, h, k, s, out=self.grad_weight.local)
+        return dh
