@@ -35,6 +35,7 @@ demo: venv
 
 bench: venv
 	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py benchmarks/halo.py
+	$(ONE_THREAD) $(BIN)/python benchmarks/layers.py --threads 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info

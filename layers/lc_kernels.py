@@ -165,9 +165,14 @@ def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, r
     rows, cols = _region(region, oh, ow)
     if rows[0] >= rows[1] or cols[0] >= cols[1]:
         return out
+    tmp = None
     for i, j0, j1, patches in _row_patches(xp, xb, rows, cols, k, stride):
-        # (n, K, B) @ (n, B, M) written through a transposed view of out: (n, M, K) in memory
-        xp.matmul(patches, dy[i, j0:j1].transpose(0, 2, 1), out=out[i, j0:j1].transpose(0, 2, 1))
+        if tmp is None:
+            tmp = xp.empty((patches.shape[0], patches.shape[1], maps), dtype=xb.dtype)  # (n, K, M)
+        # (n, K, B) @ (n, B, M) into a contiguous buffer (BLAS writes it directly; a
+        # transposed out= view would make NumPy go through a temporary), then transposed
+        xp.matmul(patches, dy[i, j0:j1].transpose(0, 2, 1), out=tmp[: j1 - j0])
+        out[i, j0:j1] = tmp[: j1 - j0].transpose(0, 2, 1)  # (n, M, K)
     return out
 
 
