@@ -72,7 +72,7 @@ def _blocks(cols: tuple[int, int], row_bytes_per_col: int, stride: int) -> list[
     return [(a, min(a + step, j1)) for a in range(j0, j1, step)]
 
 
-def _strip(xp: Any, xb: Any, i: int, j0: int, j1: int, k: int, stride: int, buf: Any) -> Any:
+def _strip(xb: Any, i: int, j0: int, j1: int, k: int, stride: int, buf: Any) -> Any:
     """The strip of output row i, columns [j0, j1): U (nq, k, C, B), copied into ``buf``."""
     q0, q1 = stride * j0, stride * (j1 - 1) + k
     strip = buf[: q1 - q0]  # (nq, k, C, B)
@@ -90,14 +90,6 @@ def _patches(xp: Any, strip: Any, n: int, stride: int) -> Any:
     )
 
 
-def _region(region: Any, oh: int, ow: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((i0, i1), (j0, j1)) of the output locations to compute (default: all)."""
-    if region is None:
-        return (0, oh), (0, ow)
-    (i0, i1), (j0, j1) = region
-    return (max(0, i0), min(oh, i1)), (max(0, j0), min(ow, j1))
-
-
 def _strip_buffer(xp: Any, xb: Any, k: int, stride: int, ow: int) -> tuple[Any, int]:
     """A strip buffer for any column block, and the bytes one column of a strip takes."""
     channels, batch = xb.shape[2], xb.shape[3]
@@ -112,11 +104,10 @@ def _row_patches(xp: Any, xb: Any, rows: tuple[int, int], cols: tuple[int, int],
     buf, per_col = _strip_buffer(xp, xb, k, stride, cols[1] - cols[0])
     for i in range(*rows):
         for j0, j1 in _blocks(cols, per_col, stride):
-            yield i, j0, j1, _patches(xp, _strip(xp, xb, i, j0, j1, k, stride, buf), j1 - j0, stride)
+            yield i, j0, j1, _patches(xp, _strip(xb, i, j0, j1, k, stride, buf), j1 - j0, stride)
 
 
-def lc_forward(xb: Any, w: Any, k: int, stride: int = 1, bias: Any = None, out: Any = None,
-               region: Any = None) -> Any:
+def lc_forward(xb: Any, w: Any, k: int, stride: int = 1, bias: Any = None, out: Any = None) -> Any:
     """Forward pass: ``y[i, j] = w[i, j] @ patch(i, j) + bias[i, j]``.
 
     Parameters
@@ -129,9 +120,7 @@ def lc_forward(xb: Any, w: Any, k: int, stride: int = 1, bias: Any = None, out: 
         Receptive field and stride.
     bias : array (oh, ow, M), optional
     out : array (oh, ow, M, B), optional
-        Written in place (only the region's locations).
-    region : ((i0, i1), (j0, j1)), optional
-        Compute only these output locations (for overlapping communication).
+        Written in place.
 
     Returns
     -------
@@ -142,8 +131,8 @@ def lc_forward(xb: Any, w: Any, k: int, stride: int = 1, bias: Any = None, out: 
     batch = xb.shape[3]
     if out is None:
         out = xp.empty((oh, ow, maps, batch), dtype=xb.dtype)  # (oh, ow, M, B)
-    rows, cols = _region(region, oh, ow)
-    if rows[0] >= rows[1] or cols[0] >= cols[1]:
+    rows, cols = (0, oh), (0, ow)
+    if not oh or not ow:
         return out
     for i, j0, j1, patches in _row_patches(xp, xb, rows, cols, k, stride):
         xp.matmul(w[i, j0:j1], patches, out=out[i, j0:j1])  # (n, M, B)
@@ -152,18 +141,18 @@ def lc_forward(xb: Any, w: Any, k: int, stride: int = 1, bias: Any = None, out: 
     return out
 
 
-def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, region: Any = None) -> Any:
+def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None) -> Any:
     """Weight gradient: ``dw[i, j] = dy[i, j] @ patch(i, j)^T``, shape (oh, ow, M, K).
 
-    ``out`` (oh, ow, M, K) is overwritten at the region's locations.
+    ``out`` (oh, ow, M, K) is overwritten.
     """
     xp = get_array_module(xb)
     oh, ow, maps, batch = dy.shape
     if out is None:
         out = xp.empty((oh, ow, maps, fan_in(k, xb.shape[2])), dtype=xb.dtype)  # (oh, ow, M, K)
     _check(xb, out, k, stride)
-    rows, cols = _region(region, oh, ow)
-    if rows[0] >= rows[1] or cols[0] >= cols[1]:
+    rows, cols = (0, oh), (0, ow)
+    if not oh or not ow:
         return out
     tmp = None
     for i, j0, j1, patches in _row_patches(xp, xb, rows, cols, k, stride):
@@ -176,8 +165,7 @@ def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, r
     return out
 
 
-def lc_input_grad(w: Any, dy: Any, k: int, stride: int, box_hw: tuple[int, int], out: Any = None,
-                  region: Any = None) -> Any:
+def lc_input_grad(w: Any, dy: Any, k: int, stride: int, box_hw: tuple[int, int], out: Any = None) -> Any:
     """Input gradient: the overlap-add of ``w[i, j]^T @ dy[i, j]`` over the input box.
 
     This is also the transposed (decoder) layer's forward pass. ``box_hw`` is (Hb, Wb).
@@ -194,8 +182,8 @@ def lc_input_grad(w: Any, dy: Any, k: int, stride: int, box_hw: tuple[int, int],
     if out is None:
         out = xp.zeros((box_hw[0], box_hw[1], channels, batch), dtype=w.dtype)  # (Hb, Wb, C, B)
     _check(out, w, k, stride)
-    rows, cols = _region(region, oh, ow)
-    if rows[0] >= rows[1] or cols[0] >= cols[1]:
+    rows, cols = (0, oh), (0, ow)
+    if not oh or not ow:
         return out
     strip, per_col = _strip_buffer(xp, out, k, stride, cols[1] - cols[0])
     width = (strip.shape[0] - k) // stride + 1

@@ -53,10 +53,6 @@ class _Filters(WindowLayer):
         """Gradients from the last backward, named as :meth:`parameters`."""
         return {"weight": self.grad_weight}
 
-    def _region(self, array: Any, region: Region) -> Any:
-        (i0, i1), (j0, j1) = region
-        return array[i0:i1, j0:j1]
-
     def _saved_for(self, what: str) -> tuple:
         if self._saved is None:
             raise RuntimeError(f"{type(self).__name__}.backward() called before forward(): nothing saved for {what}")
@@ -125,8 +121,8 @@ class LocallyConnected2D(_Filters):
 
         def compute(xb: Any, region: Region) -> None:
             rows, cols = self.in_slices(region)
-            lc_forward(xb[rows, cols], self._region(w, region), k, s,
-                       bias=None if bias is None else self._region(bias, region), out=self._region(y.local, region))
+            lc_forward(xb[rows, cols], self.view(w, region), k, s,
+                       bias=None if bias is None else self.view(bias, region), out=self.view(y.local, region))
 
         xb = self.fetch_and_compute(x, compute)
         self._saved = (xb, batch)
@@ -142,7 +138,7 @@ class LocallyConnected2D(_Filters):
         def compute(dxb: Any, region: Region) -> None:
             rows, cols = self.in_slices(region)
             sub = dxb[rows, cols]
-            lc_input_grad(self._region(w, region), self._region(dy.local, region), k, s, sub.shape[:2], out=sub)
+            lc_input_grad(self.view(w, region), self.view(dy.local, region), k, s, sub.shape[:2], out=sub)
 
         def weight_grads() -> None:
             lc_weight_grad(xb, dy.local, k, s, out=self.grad_weight.local)
@@ -180,7 +176,7 @@ class LocallyConnectedTranspose2D(_Filters):
         def compute(xb: Any, region: Region) -> None:
             rows, cols = self.in_slices(region)
             sub = xb[rows, cols]
-            lc_input_grad(self._region(w, region), self._region(h.local, region), k, s, sub.shape[:2], out=sub)
+            lc_input_grad(self.view(w, region), self.view(h.local, region), k, s, sub.shape[:2], out=sub)
 
         xhat = self.compute_and_accumulate(batch, compute, lambda: None)
         self._saved = (h.local, batch)
@@ -195,7 +191,7 @@ class LocallyConnectedTranspose2D(_Filters):
 
         def compute(gb: Any, region: Region) -> None:
             rows, cols = self.in_slices(region)
-            lc_forward(gb[rows, cols], self._region(w, region), k, s, out=self._region(dh.local, region))
+            lc_forward(gb[rows, cols], self.view(w, region), k, s, out=self.view(dh.local, region))
 
         gb = self.fetch_and_compute(dxhat, compute)
         lc_weight_grad(gb, h, k, s, out=self.grad_weight.local)

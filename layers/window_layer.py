@@ -128,6 +128,12 @@ class WindowLayer:
         return x.shape[3]
 
     # -- regions -------------------------------------------------------------------------
+    @staticmethod
+    def view(array: Any, region: Region) -> Any:
+        """The output ``region``'s part of a per-location array (outputs, weights, bias)."""
+        (i0, i1), (j0, j1) = region
+        return array[i0:i1, j0:j1]
+
     def in_slices(self, region: Region) -> tuple[slice, slice]:
         """Slices of the input box read by the output ``region`` (local coordinates)."""
         (i0, i1), (j0, j1) = region
@@ -197,8 +203,7 @@ class FixedWindowLayer(WindowLayer):
         y = self.new_output(batch)
 
         def compute(xb: Any, region: Region) -> None:
-            (i0, i1), (j0, j1) = region
-            self._forward_box(xb[self.in_slices(region)], y.local[i0:i1, j0:j1])
+            self._forward_box(xb[self.in_slices(region)], self.view(y.local, region))
 
         xb = self.fetch_and_compute(x, compute)
         self._saved = (xb, y.local, batch)
@@ -212,8 +217,7 @@ class FixedWindowLayer(WindowLayer):
         self.check_array(dy, "output", batch)
 
         def compute(dxb: Any, region: Region) -> None:
-            (i0, i1), (j0, j1) = region
             rows, cols = self.in_slices(region)
-            dxb[rows, cols] += self._backward_box(xb[rows, cols], y[i0:i1, j0:j1], dy.local[i0:i1, j0:j1])
+            dxb[rows, cols] += self._backward_box(xb[rows, cols], self.view(y, region), self.view(dy.local, region))
 
         return self.compute_and_accumulate(batch, compute, lambda: None)
