@@ -24,7 +24,9 @@ __all__ = [
     "world",
     "create_cart",
     "congruent",
+    "split",
     "allgather",
+    "allreduce_array",
     "agree",
     "same_everywhere",
     "allreduce",
@@ -71,6 +73,26 @@ def create_cart(comm: MPI.Comm, dims: Sequence[int]) -> MPI.Cartcomm:
 def congruent(a: MPI.Comm, b: MPI.Comm) -> bool:
     """True when two communicators hold the same ranks in the same order."""
     return MPI.Comm.Compare(a, b) in (MPI.IDENT, MPI.CONGRUENT)
+
+
+def split(comm: MPI.Comm, color: int, key: int) -> MPI.Comm:
+    """Collective: the sub-communicator of the ranks that pass the same ``color``, ordered by ``key``."""
+    return comm.Split(int(color), int(key))
+
+
+def allreduce_array(comm: MPI.Comm, array: Any) -> None:
+    """Collective: replace ``array`` (C-contiguous, host or device) by its elementwise sum
+    over the ranks of ``comm``, in place. Device arrays are staged through host memory
+    unless MPI is CUDA-aware."""
+    if not array.flags.c_contiguous:
+        raise ValueError("allreduce_array needs a C-contiguous array")
+    if backend.is_device_array(array) and not cuda_aware():
+        host = backend.to_host(array)
+        comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
+        array[...] = backend.like(host, array)
+        return
+    backend.synchronize(array)
+    comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
 
 
 def allgather(comm: MPI.Comm, obj: Any) -> list:

@@ -128,9 +128,11 @@ class LocallyConnected2D(_Filters):
         self._saved = (xb, batch)
         return y
 
-    def backward(self, dy: da.DistArray) -> da.DistArray:
+    def backward(self, dy: da.DistArray, input_grad: bool = True) -> da.DistArray | None:
         """Input gradient (input layout); weight and bias gradients into ``grad_weight``
-        and ``grad_bias`` (overwritten)."""
+        and ``grad_bias`` (overwritten). With ``input_grad=False`` (the first layer of a
+        network: nothing upstream) only the parameter gradients are computed, no exchange
+        runs, and None is returned (pass the same value on every rank)."""
         xb, batch = self._saved_for("the input")
         self.check_array(dy, "output", batch)
         w, k, s = self.weight.local, self.window.k, self.window.stride
@@ -145,6 +147,9 @@ class LocallyConnected2D(_Filters):
             if self.grad_bias is not None:
                 dy.local.sum(axis=3, out=self.grad_bias.local)
 
+        if not input_grad:
+            weight_grads()
+            return None
         return self.compute_and_accumulate(batch, compute, weight_grads)
 
     def filters(self) -> Any:

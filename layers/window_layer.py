@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import index
+from time import perf_counter
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -81,6 +82,7 @@ class WindowLayer:
         self.backend_name = backend_name
         self.xp = namespace(backend_name)
         self._plans: dict[int, _Plans] = {}
+        self.comm_seconds = 0.0  # wall time inside exchange begin/end calls (not hidden by compute)
         block = output_layout(self.out_shape + (1,), grid.dims, self.dtype).box(grid.rank)
         self.block = (block.lo[:2], block.hi[:2])  # this rank's output locations, global
 
@@ -146,11 +148,15 @@ class WindowLayer:
         Returns the box."""
         plans = self.plans(x.shape[3])
         xb = self.xp.empty(plans.box.shape, dtype=self.dtype)  # (Hb, Wb, C, B)
+        start = perf_counter()
         plans.fetch.begin(x, out=xb)
+        self.comm_seconds += perf_counter() - start
         (i0, i1), (j0, j1) = plans.inner
         if i1 > i0 and j1 > j0:
             compute(xb, plans.inner)
+        start = perf_counter()
         plans.fetch.end()
+        self.comm_seconds += perf_counter() - start
         for region in plans.borders:
             compute(xb, region)
         return xb
@@ -165,12 +171,16 @@ class WindowLayer:
             compute(dxb, region)
         dx = da.DistArray(self.xp.zeros(plans.in_layout.local_shape(self.grid.rank), dtype=self.dtype),
                           plans.in_layout, self.grid)
+        start = perf_counter()
         plans.accumulate.begin(dx, dxb)
+        self.comm_seconds += perf_counter() - start
         (i0, i1), (j0, j1) = plans.inner
         if i1 > i0 and j1 > j0:
             compute(dxb, plans.inner)  # touches only this rank's own block: added at end()
         overlap()
+        start = perf_counter()
         plans.accumulate.end()
+        self.comm_seconds += perf_counter() - start
         return dx
 
     def new_output(self, batch: int) -> da.DistArray:

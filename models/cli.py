@@ -1,4 +1,8 @@
-"""The ``cots`` command. Run under mpiexec for several ranks: ``mpiexec -n 4 cots info``."""
+"""The ``cots`` command. Run under mpiexec for several ranks:
+
+    mpiexec -n 4 cots info
+    mpiexec -n 2 cots train configs/demo.toml --out runs/demo
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ import sys
 from typing import Sequence
 
 __all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad input found on every rank alike: reported once, exit status 2."""
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -28,6 +36,40 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    """Train a configuration (collective: run on every rank under mpiexec)."""
+    from pathlib import Path
+
+    from distarray import comm
+
+    from .config import load_config
+    from .trainer import Trainer
+
+    try:
+        config = load_config(args.config, args.set)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    trainer = Trainer(config, run_dir, progress=not args.quiet)
+    root = comm.world().Get_rank() == 0
+    if args.resume:
+        step = trainer.resume()
+        if root:
+            print(f"resuming {run_dir} at step {step}" if step else f"no checkpoint in {run_dir}: starting at step 0")
+    if root:
+        counts = trainer.network.parameter_count()
+        print(f"cots train: {len(trainer.network)} stage(s), {counts['encoder']:,} encoder + "
+              f"{counts['decoder']:,} decoder weights; {comm.world().Get_size()} rank(s) as "
+              f"{trainer.replicas} replica(s) of grid {list(trainer.grid.dims)}; data: {trainer.dataset.describe()}")
+    records = trainer.run(until=args.until)
+    if root:
+        done = "finished" if trainer.step >= trainer.total_steps else f"stopped at step {trainer.step}"
+        last = f", last loss {records[-1]['loss']:.5g}" if records else ""
+        print(f"{done}{last}. Outputs in {run_dir}/: config.toml, metrics.jsonl, checkpoints/"
+              + (", loss.png" if trainer.step >= trainer.total_steps else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cots``."""
     from distarray import __version__
@@ -39,17 +81,50 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="show versions, MPI library, ranks and array backends")
     info.set_defaults(run=_info)
+    train = sub.add_parser("train", help="train a network from a TOML configuration (under mpiexec)",
+                           description="Train a configuration; run as `mpiexec -n N cots train CONFIG.toml`.")
+    train.add_argument("config", help="the TOML configuration (see configs/ and docs/training.md)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key, e.g. --set train.lr=0.02 --set model.stages.0.maps=4")
+    train.add_argument("--out", help="run directory (default runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
+    train.add_argument("--until", type=int, metavar="STEP",
+                       help="stop after this step with a checkpoint (for time-limited allocations)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cots`` console script."""
+    """Entry point of the ``cots`` console script.
+
+    Bad input that every rank finds alike (a configuration error, a missing file) prints
+    one message and returns 2. Any other error under mpiexec prints its traceback and aborts
+    the whole job, so no rank is left waiting in a collective.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    from distarray import comm
+
+    world = comm.world()
+    try:
+        return args.run(args)
+    except UsageError as exc:  # raised on every rank alike
+        if world.Get_rank() == 0:
+            print(f"cots {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BaseException:
+        if world.Get_size() == 1:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        comm.abort(world, 1)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,178 @@
+"""The 9-layer network of Le et al. (ICML 2012): stages of [filtering, L2 pooling, local
+contrast normalisation], each filtering layer trained by its own sparse-autoencoder
+objective (:class:`~models.autoencoder.SparseAutoencoder`).
+
+Stage s reads the (H, W, C, B) output of stage s-1's normalisation (the images for s = 0).
+Every layer of every stage splits its output locations over the same 2-D grid of ranks, so
+one stage's output is already in the next stage's input layout: no redistribution between
+layers. Training objectives are local to their stage: a stage's input is held fixed while
+its weights are updated (greedy or simultaneously, see :mod:`models.trainer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+import distarray as da
+from layers import LocalContrastNorm
+
+from .autoencoder import Losses, SparseAutoencoder
+
+__all__ = ["StageSpec", "Network", "LE2012_STAGES"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Sizes of one stage.
+
+    Attributes
+    ----------
+    k : int
+        Receptive field side of the filtering layer.
+    maps : int
+        Filters per output location.
+    pool : int
+        L2 pooling window side.
+    lcn : int
+        Local contrast normalisation window side (odd); 0 for none.
+    stride : int
+        Filtering stride.
+    lam : float
+        Sparsity weight lambda of the stage's objective.
+    eps : float
+        Smoothing inside the pooling's square root.
+    """
+
+    k: int
+    maps: int
+    pool: int
+    lcn: int = 5
+    stride: int = 1
+    lam: float = 0.1
+    eps: float = 1e-4
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict (for configs and manifests)."""
+        return asdict(self)
+
+
+#: Le et al.'s sizes: 18x18 receptive fields, 8 maps per location, 5x5 pooling and LCN.
+LE2012_STAGES = (StageSpec(18, 8, 5, 5),) * 3
+
+
+class Network:
+    """Stages of [locally connected filtering, L2 pooling, LCN] over one grid of ranks.
+
+    Parameters
+    ----------
+    input_shape : (H, W, C)
+        Image rows, columns and channels.
+    stages : sequence of StageSpec
+        One per stage, bottom first.
+    grid : ProcessGrid
+        2-D grid of ranks; every layer splits its output locations over it.
+    seed : int
+        Stage s draws its encoder from ``seed + 10 s`` and its decoder from ``seed + 10 s + 1``.
+    dtype, backend_name
+        float32 or float64; "numpy" or "cupy".
+
+    Collective: construct, and call every method, on every rank of ``grid``.
+    """
+
+    def __init__(self, input_shape: Sequence[int], stages: Sequence[StageSpec], grid: da.ProcessGrid,
+                 seed: int = 0, dtype: Any = np.float32, backend_name: str = "numpy"):
+        if not stages:
+            raise ValueError("expected at least one stage, got none")
+        self.grid = grid
+        self.specs = tuple(stages)
+        self.stages: list[SparseAutoencoder] = []
+        self.norms: list[LocalContrastNorm | None] = []
+        shape = tuple(int(n) for n in input_shape)
+        self.input_shape = shape
+        for s, spec in enumerate(self.specs):
+            try:
+                stage = SparseAutoencoder(shape, spec.maps, spec.k, spec.pool, grid, lam=spec.lam, eps=spec.eps,
+                                          stride=spec.stride, seed=seed + 10 * s, dtype=dtype,
+                                          backend_name=backend_name)
+                norm = (LocalContrastNorm(stage.out_shape, spec.lcn, grid, dtype=dtype, backend_name=backend_name)
+                        if spec.lcn else None)
+            except ValueError as exc:
+                raise ValueError(f"stage {s} (input {shape}, {spec}): {exc}") from None
+            self.stages.append(stage)
+            self.norms.append(norm)
+            shape = norm.out_shape if norm is not None else stage.out_shape
+        self.output_shape = shape
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """(H, W, C) after every layer, the input first."""
+        out = [self.input_shape]
+        for stage, norm in zip(self.stages, self.norms):
+            out += [stage.encoder.out_shape, stage.out_shape] + ([norm.out_shape] if norm is not None else [])
+        return out
+
+    def input_layout(self, batch: int) -> da.Layout:
+        """The layout the network's input batch must have."""
+        return self.stages[0].encoder.input_layout(batch)
+
+    def parameters(self) -> dict[str, da.DistArray]:
+        """Every parameter, named "stage{s}.encoder.weight" and so on."""
+        return {f"stage{s}.{name}": value for s, stage in enumerate(self.stages)
+                for name, value in stage.parameters().items()}
+
+    def gradients(self) -> dict[str, da.DistArray]:
+        """Gradients from the last backward, named as :meth:`parameters`."""
+        return {f"stage{s}.{name}": value for s, stage in enumerate(self.stages)
+                for name, value in stage.gradients().items()}
+
+    def parameter_count(self) -> dict[str, int]:
+        """Global element counts: encoder weights, decoder weights, everything."""
+        params = self.parameters()
+        enc = sum(int(np.prod(v.shape)) for n, v in params.items() if ".encoder." in n)
+        dec = sum(int(np.prod(v.shape)) for n, v in params.items() if ".decoder." in n)
+        return {"encoder": enc, "decoder": dec, "total": sum(int(np.prod(v.shape)) for v in params.values())}
+
+    def features(self, x: da.DistArray, stages: int | None = None) -> da.DistArray:
+        """The output of the first ``stages`` stages (default all) on batch ``x``: the
+        last stage's normalised (or, without LCN, pooled) features."""
+        count = len(self.stages) if stages is None else int(stages)
+        for s in range(count):
+            x = self._handoff(s, self.stages[s].encode(x))
+        return x
+
+    def _handoff(self, s: int, pooled: da.DistArray) -> da.DistArray:
+        norm = self.norms[s]
+        return norm.forward(pooled) if norm is not None else pooled
+
+    def forward(self, x: da.DistArray, train: Iterable[int]) -> dict[int, Losses]:
+        """The objectives of the stages in ``train`` on batch ``x``, each stage reading the
+        output of the one below (stages above the highest trained one are not run)."""
+        train = sorted(set(int(s) for s in train))
+        if not train or train[0] < 0 or train[-1] >= len(self.stages):
+            raise ValueError(f"expected stages to train in range({len(self.stages)}), got {train}")
+        losses = {}
+        for s in range(train[-1] + 1):
+            if s in train:
+                losses[s], pooled = self.stages[s].forward(x)
+            else:
+                pooled = self.stages[s].encode(x)
+            if s < train[-1]:
+                x = self._handoff(s, pooled)
+        return losses
+
+    def backward(self, train: Iterable[int]) -> None:
+        """Parameter gradients of the stages in ``train`` from the last :meth:`forward`
+        (each stage's own objective; inputs held fixed)."""
+        for s in sorted(set(int(s) for s in train)):
+            self.stages[s].backward()
+
+    @property
+    def comm_seconds(self) -> float:
+        """Seconds every layer spent inside exchange calls so far."""
+        return sum(stage.comm_seconds for stage in self.stages) + sum(
+            norm.comm_seconds for norm in self.norms if norm is not None)
