@@ -31,11 +31,13 @@ test-mpi: venv
 	done
 
 demo: venv
-	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py examples/heat_diffusion.py
+	$(MPIRUN) -n 2 $(BIN)/cots train configs/demo.toml --out runs/demo --fresh
+	@echo "demo outputs in runs/demo/: metrics.jsonl, config.toml, loss.png, checkpoints/"
 
 bench: venv
 	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py benchmarks/halo.py
 	$(ONE_THREAD) $(BIN)/python benchmarks/layers.py --threads 1
+	$(ONE_THREAD) $(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

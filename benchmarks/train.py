@@ -47,6 +47,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -76,15 +77,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data-batches", type=int, default=8, help="timed batches per data path and size")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts to compare")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per worker launch")
+    parser.add_argument("--settle", type=float, default=8.0,
+                        help="seconds to wait, before each launch, for other processes to leave the cores idle")
     parser.add_argument("--mpiexec", default=None, help="MPI launcher (default: next to this Python)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 1 round, 4 steps after 2 warm-up, 2 data batches")
+                        help="smoke test: 1 round, 4 steps after 2 warm-up, 2 data batches, no settling")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file")
     parser.add_argument("--worker", choices=["train", "data"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=list(MODES), default="greedy_stage0", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.steps, args.warmup, args.data_batches = 1, 4, 2, 2
+        args.repeats, args.steps, args.warmup, args.data_batches, args.settle = 1, 4, 2, 2, 0.0
     if min(args.repeats, args.steps, args.data_batches, *args.ranks) < 1 or args.warmup < 0:
         raise ValueError(f"expected repeats, steps, data-batches, ranks >= 1 and warmup >= 0, got {args}")
     return args
@@ -234,6 +237,41 @@ def machine() -> dict:
             "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
 
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat; 0 where absent)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (mpiexec and the workers under it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def foreign_load(seconds: float) -> float:
+    """Cores kept busy by other processes over ``seconds`` (this one sleeps meanwhile)."""
+    before = busy_cpu_s()
+    time.sleep(seconds)
+    return (busy_cpu_s() - before) / seconds
+
+
+def settle(limit: float, threshold: float = 0.25, sample: float = 0.5) -> float | None:
+    """Wait up to ``limit`` seconds for a ``sample`` with less than ``threshold`` cores busy
+    elsewhere (the machine is shared); returns the last sample's load (None: not waited)."""
+    deadline = time.perf_counter() + limit
+    load = None
+    while limit > 0:
+        load = foreign_load(sample)
+        if load < threshold or time.perf_counter() >= deadline:
+            break
+    return load
+
+
 def launcher(args: argparse.Namespace) -> str:
     found = args.mpiexec or (str(Path(sys.executable).parent / "mpiexec")
                              if (Path(sys.executable).parent / "mpiexec").exists() else shutil.which("mpiexec"))
@@ -250,7 +288,8 @@ def launch(args: argparse.Namespace, ranks: int, worker: str, mode: str = "greed
     for assignment in args.set:
         command += ["--set", assignment]
     env = dict(os.environ, **{var: "1" for var in THREAD_VARS})
-    started = time.perf_counter()
+    load_before = settle(args.settle)
+    busy, ours, started = busy_cpu_s(), children_cpu_s(), time.perf_counter()
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -259,33 +298,35 @@ def launch(args: argparse.Namespace, ranks: int, worker: str, mode: str = "greed
     if done.returncode or not lines:
         raise RuntimeError(f"worker failed (exit {done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
     result = json.loads(lines[-1])
-    result["launch_s"] = time.perf_counter() - started
+    result["launch_s"] = wall = time.perf_counter() - started
+    result["foreign_cores_before"] = load_before
+    result["foreign_cores_during"] = max(0.0, busy_cpu_s() - busy - (children_cpu_s() - ours)) / wall
     return result
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Medians (and bests) over the runs of one (mode, ranks)."""
+    """One (mode, ranks): the best run (least seconds per step; noise on a shared machine only
+    adds time) with its breakdown per step, and the median over the runs."""
+    best = min(runs, key=lambda r: r["seconds_per_step"])
     med = statistics.median(r["seconds_per_step"] for r in runs)
-    best = min(r["seconds_per_step"] for r in runs)
-    ranks = runs[0]["ranks"]
-    per_rank = {part: [statistics.median(r["per_rank_s"][part][k] / r["steps"] for r in runs) for k in range(ranks)]
-                for part in PARTS}
-    return {"ranks": ranks, "grid": runs[0]["grid"], "runs": len(runs), "seconds_per_step": med,
-            "seconds_per_step_best": best, "samples_per_s": runs[0]["batch"] / med,
-            "samples_per_s_best": runs[0]["batch"] / best,
-            "comm_wait_share": statistics.median(r["comm_wait_share"] for r in runs),
-            "data_share": statistics.median(r["data_share"] for r in runs),
-            "per_rank_s_per_step": per_rank,
-            "comm_by_layer_s_per_step": {name: [statistics.median(r["comm_by_layer_s"][name][k] / r["steps"]
-                                                                  for r in runs) for k in range(ranks)]
-                                         for name in runs[0]["comm_by_layer_s"]}}
+    steps = best["steps"]
+    return {"ranks": best["ranks"], "grid": best["grid"], "runs": len(runs),
+            "seconds_per_step": best["seconds_per_step"], "seconds_per_step_median": med,
+            "samples_per_s": best["samples_per_s"], "samples_per_s_median": best["batch"] / med,
+            "comm_wait_share": best["comm_wait_share"],
+            "comm_wait_share_median": statistics.median(r["comm_wait_share"] for r in runs),
+            "data_share": best["data_share"],
+            "per_rank_s_per_step": {part: [v / steps for v in best["per_rank_s"][part]] for part in PARTS},
+            "comm_by_layer_s_per_step": {name: [v / steps for v in values]
+                                         for name, values in best["comm_by_layer_s"].items()},
+            "foreign_cores_during": [r["foreign_cores_during"] for r in runs]}
 
 
 def compare(one: dict, two: dict) -> dict:
-    """The parallel efficiency of 2 ranks over 1 (at medians, and at bests)."""
+    """Parallel efficiency T1 / (2 T2) of 2 ranks over 1, at the best runs and at medians."""
     return {"ranks1": one, "ranks2": two,
             "parallel_efficiency": one["seconds_per_step"] / (2 * two["seconds_per_step"]),
-            "parallel_efficiency_best": one["seconds_per_step_best"] / (2 * two["seconds_per_step_best"]),
+            "parallel_efficiency_median": one["seconds_per_step_median"] / (2 * two["seconds_per_step_median"]),
             "comm_wait_share_2ranks": two["comm_wait_share"], "data_share_1rank": one["data_share"],
             "data_share_2ranks": two["data_share"]}
 
@@ -300,7 +341,8 @@ def main(args: argparse.Namespace) -> None:
             for ranks in order:
                 run = launch(args, ranks, "train", mode)
                 print(f"round {i + 1}/{args.repeats} {mode:<14} {ranks} rank(s): {run['seconds_per_step'] * 1e3:7.1f}"
-                      f" ms/step {run['samples_per_s']:7.1f} samples/s  comm share {run['comm_wait_share']:.2f}",
+                      f" ms/step {run['samples_per_s']:7.1f} samples/s  comm share {run['comm_wait_share']:.2f}"
+                      f"  (other processes: {run['foreign_cores_during']:.2f} cores)",
                       flush=True)
                 runs.append(run)
     data = launch(args, 2, "data")
@@ -334,26 +376,31 @@ def main(args: argparse.Namespace) -> None:
                                                       for name, case in data["cases"].items()}}
     result["runs"] = runs
     result["notes"] = (
-        "seconds_per_step and samples_per_s: median (and best) over the runs of the elapsed time of "
-        "`steps` steps between barriers; parallel_efficiency = T1 / (2 T2) at medians. comm: wall time "
+        "seconds_per_step, samples_per_s and the breakdowns: the best run (least elapsed time of `steps` "
+        "steps between barriers; other processes on a shared machine only add time), *_median: the "
+        "median over the runs; parallel_efficiency = T1 / (2 T2) at the best runs, "
+        "parallel_efficiency_median at the medians. foreign_cores_during: cores other processes kept "
+        "busy during each launch (/proc/stat less this driver's children). comm: wall time "
         "inside exchange begin/end (not hidden by compute, includes waiting for a neighbour); compute: "
         "the rest of the step less data (holds the loss allgather). comm_wait_share: max over ranks of "
         "comm / elapsed. data_path: median over batches of the largest per-rank time, 2 ranks; "
         "scatter_transfer_s = root_draws_scatters_s - root_draw_only_s.")
 
     print(f"\ntraining {args.config}, batch {result['batch']}, {args.steps} steps after {args.warmup}, "
-          f"{args.repeats} round(s), medians; {data['mpi']}; {elapsed:.0f} s")
+          f"{args.repeats} round(s), best runs (medians in brackets); {data['mpi']}; {elapsed:.0f} s")
     for mode in MODES:
         if mode in result:
             r = result[mode]
             one, two = r["ranks1"], r["ranks2"]
             comm2 = ", ".join(f"{c * 1e3:.1f}" for c in two["per_rank_s_per_step"]["comm"])
             comp2 = ", ".join(f"{c * 1e3:.1f}" for c in two["per_rank_s_per_step"]["compute"])
-            print(f"{mode:<14} 1 rank {one['samples_per_s']:6.1f} samples/s ({one['seconds_per_step'] * 1e3:.1f} ms)"
-                  f"  2 ranks {two['samples_per_s']:6.1f} ({two['seconds_per_step'] * 1e3:.1f} ms)  efficiency "
-                  f"{r['parallel_efficiency']:.2f} (best {r['parallel_efficiency_best']:.2f})  comm share "
-                  f"{two['comm_wait_share']:.2f}; 2-rank ms/step comm [{comm2}] compute [{comp2}] data "
-                  f"{max(two['per_rank_s_per_step']['data']) * 1e3:.1f}")
+            data1 = one["per_rank_s_per_step"]["data"][0]
+            print(f"{mode:<14} 1 rank {one['samples_per_s']:6.1f} samples/s ({one['seconds_per_step'] * 1e3:.1f} ms, "
+                  f"data {data1 * 1e3:.1f})  2 ranks {two['samples_per_s']:6.1f} ({two['seconds_per_step'] * 1e3:.1f} ms)"
+                  f"  efficiency {r['parallel_efficiency']:.2f} [{r['parallel_efficiency_median']:.2f}]  comm share "
+                  f"{two['comm_wait_share']:.2f} [{two['comm_wait_share_median']:.2f}]")
+            print(f"{'':<14} 2 ranks, ms/step per rank: comm [{comm2}] compute [{comp2}] data "
+                  f"[{', '.join(f'{d * 1e3:.1f}' for d in two['per_rank_s_per_step']['data'])}]")
     for name, case in result["data_path"].items():
         if name != "ranks":
             print(f"data {name} at {data['ranks']} ranks: every rank draws {case['every_rank_draws_s'] * 1e3:.1f} ms, "

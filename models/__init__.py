@@ -1,5 +1,10 @@
 """models: the sparse autoencoder, the 9-layer network, training and the ``cots`` command.
 
-Today it holds the ``cots`` command-line entry point (``cots info``); training, neuron
-analysis and the planner arrive with their issues.
+- :mod:`models.autoencoder`: one reconstruction-TICA stage (encoder, L2 pooling, decoder).
+- :mod:`models.network`: stages of [filtering, pooling, LCN]; Le et al.'s sizes.
+- :mod:`models.trainer`, :mod:`models.optim`: synchronous training over ranks and replicas.
+- :mod:`models.data`, :mod:`models.datasets`: bundled images, image folders, CIFAR-10, STL-10.
+- :mod:`models.checkpoint`: per-rank shards and a manifest, loadable at any rank count.
+- :mod:`models.config`, :mod:`models.metrics`, :mod:`models.cli`: configurations, run
+  outputs and the ``cots`` command (``cots info``, ``cots train``).
 """

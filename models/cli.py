@@ -38,6 +38,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """Train a configuration (collective: run on every rank under mpiexec)."""
+    import shutil
     from pathlib import Path
 
     from distarray import comm
@@ -50,12 +51,23 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    trainer = Trainer(config, run_dir, progress=not args.quiet)
     root = comm.world().Get_rank() == 0
-    if args.resume:
-        step = trainer.resume()
-        if root:
-            print(f"resuming {run_dir} at step {step}" if step else f"no checkpoint in {run_dir}: starting at step 0")
+    old = sorted((run_dir / "checkpoints").glob("step-*")) if (run_dir / "checkpoints").is_dir() else []
+    if old and not (args.resume or args.fresh):
+        raise UsageError(f"{run_dir} already holds checkpoints ({old[-1].name}); pass --resume to continue "
+                         f"that run, --fresh to delete its outputs and start again, or another --out")
+    comm.barrier(comm.world())  # every rank has looked before rank 0 deletes anything
+    if args.fresh and root:
+        for name in ("checkpoints", "metrics.jsonl", "loss.png", "config.toml"):
+            target = run_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    try:  # errors of configuration found while building (sizes, data, a checkpoint) arise on every rank
+        trainer = Trainer(config, run_dir, progress=not args.quiet)
+        step = trainer.resume() if args.resume else 0
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.resume and root:
+        print(f"resuming {run_dir} at step {step}" if step else f"no checkpoint in {run_dir}: starting at step 0")
     if root:
         counts = trainer.network.parameter_count()
         print(f"cots train: {len(trainer.network)} stage(s), {counts['encoder']:,} encoder + "
@@ -88,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a key, e.g. --set train.lr=0.02 --set model.stages.0.maps=4")
     train.add_argument("--out", help="run directory (default runs/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
+    train.add_argument("--fresh", action="store_true",
+                       help="delete the run directory's checkpoints, metrics and loss curve first")
     train.add_argument("--until", type=int, metavar="STEP",
                        help="stop after this step with a checkpoint (for time-limited allocations)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

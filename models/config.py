@@ -43,6 +43,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .network import StageSpec
+from .optim import Schedule
 
 __all__ = ["DEFAULTS", "load_config", "parse_config", "apply_overrides", "to_toml", "stage_specs"]
 
@@ -70,9 +71,9 @@ def _check_type(where: str, value: Any, default: Any) -> None:
         if not isinstance(value, bool):
             raise ValueError(f"expected {where} as true or false, got {value!r}")
         return
-    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return
-    if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        raise ValueError(f"expected {where} as {type(default).__name__}, got {value!r}")
+    if isinstance(default, float) and isinstance(value, (int, float)):
         return
     if where == "run.grid":  # "auto" or [rows, cols]: checked in parse_config
         return
@@ -103,17 +104,28 @@ def parse_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         if config[table][key] not in choices:
             raise ValueError(f"expected {table}.{key} one of {choices}, got {config[table][key]!r}")
     model, train, run = config["model"], config["train"], config["run"]
-    if len(model["input"]) != 3 or not all(isinstance(n, int) and n > 0 for n in model["input"]):
+    if len(model["input"]) != 3 or not all(type(n) is int and n > 0 for n in model["input"]):
         raise ValueError(f"expected model.input as [H, W, C] positive integers, got {model['input']}")
-    stage_specs(model["stages"])
+    model["stages"] = [_stage_table(spec) for spec in stage_specs(model["stages"])]  # every key explicit
+    if train["keep_checkpoints"] < 1 or train["checkpoint_every"] < 0:
+        raise ValueError(f"expected train.keep_checkpoints >= 1 and train.checkpoint_every >= 0 (0: at the end "
+                         f"only), got {train['keep_checkpoints']} and {train['checkpoint_every']}")
+    if not 0 <= train["momentum"] < 1 or not train["weight_decay"] >= 0 or not train["adagrad_eps"] > 0:
+        raise ValueError(f"expected 0 <= train.momentum < 1, train.weight_decay >= 0 and train.adagrad_eps > 0, "
+                         f"got {train['momentum']}, {train['weight_decay']}, {train['adagrad_eps']}")
     for key in ("steps", "batch", "log_every", "replicas"):
         table = run if key == "replicas" else train
         if table[key] < 1:
             raise ValueError(f"expected {'run' if key == 'replicas' else 'train'}.{key} >= 1, got {table[key]}")
+    try:
+        Schedule(train["lr"], train["schedule"], train["steps"], train["warmup"], train["final_lr"],
+                 train["decay_factor"], train["decay_every"])
+    except ValueError as exc:
+        raise ValueError(f"train.lr, warmup, final_lr, decay_factor or decay_every out of range: {exc}") from None
     if train["batch"] % run["replicas"]:
         raise ValueError(f"expected train.batch ({train['batch']}) divisible by run.replicas ({run['replicas']})")
     grid = run["grid"]
-    if grid != "auto" and not (isinstance(grid, list) and len(grid) == 2 and all(isinstance(g, int) and g > 0
+    if grid != "auto" and not (isinstance(grid, list) and len(grid) == 2 and all(type(g) is int and g > 0
                                                                                 for g in grid)):
         raise ValueError(f"expected run.grid \"auto\" or [rows, cols], got {grid!r}")
     return config
@@ -137,6 +149,11 @@ def stage_specs(stages: Sequence[Mapping[str, Any]]) -> list[StageSpec]:
     return specs
 
 
+def _stage_table(spec: StageSpec) -> dict[str, Any]:
+    """A stage as its TOML table, every key written out (``lam`` is ``lambda`` there)."""
+    return {("lambda" if key == "lam" else key): value for key, value in spec.as_dict().items()}
+
+
 def _parse_value(text: str) -> Any:
     """A TOML value (``0.1``, ``"adagrad"``, ``[2, 1]``, ``true``); bare words are strings."""
     try:
@@ -154,11 +171,13 @@ def apply_overrides(raw: dict[str, Any], assignments: Sequence[str]) -> dict[str
             raise ValueError(f"expected --set key=value, got {assignment!r}")
         path = key.strip().split(".")
         node: Any = raw
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
             if isinstance(node, list):
                 node = node[_index(part, node, key)]
             else:
                 node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ValueError(f"--set {key}: {'.'.join(path[:depth + 1])} is a value, not a table or list")
         last = path[-1]
         if isinstance(node, list):
             node[_index(last, node, key)] = _parse_value(text.strip())
@@ -194,7 +213,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} to TOML")

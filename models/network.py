@@ -54,6 +54,15 @@ class StageSpec:
     lam: float = 0.1
     eps: float = 1e-4
 
+    def __post_init__(self) -> None:
+        ints = {"k": self.k, "maps": self.maps, "pool": self.pool, "stride": self.stride, "lcn": self.lcn}
+        if any(type(v) is not int for v in ints.values()) or min(self.k, self.maps, self.pool, self.stride) < 1:
+            raise ValueError(f"expected positive integers k, maps, pool, stride and an integer lcn, got {ints}")
+        if self.lcn < 0 or (self.lcn and self.lcn % 2 == 0):
+            raise ValueError(f"expected lcn 0 (none) or an odd window side, got {self.lcn}")
+        if not self.lam >= 0 or not self.eps > 0:
+            raise ValueError(f"expected lambda >= 0 and eps > 0, got lambda={self.lam}, eps={self.eps}")
+
     def as_dict(self) -> dict[str, Any]:
         """The spec as a plain dict (for configs and manifests)."""
         return asdict(self)

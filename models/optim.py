@@ -53,6 +53,8 @@ class Schedule:
             raise ValueError(f"expected a schedule in {self.KINDS}, got {self.kind!r}")
         if not self.lr > 0 or self.warmup < 0 or self.total < 1 or self.every < 1:
             raise ValueError(f"expected lr > 0, warmup >= 0, total >= 1 and every >= 1, got {self}")
+        if not 0 <= self.final <= 1 or not 0 < self.factor <= 1:
+            raise ValueError(f"expected 0 <= final <= 1 and 0 < factor <= 1, got final={self.final}, factor={self.factor}")
 
     def __call__(self, step: int) -> float:
         """The learning rate of step ``step`` (0-based)."""
@@ -73,7 +75,7 @@ class Optimizer:
     slots: tuple[str, ...] = ()
 
     def __init__(self, params: Mapping[str, da.DistArray], weight_decay: float = 0.0):
-        if weight_decay < 0:
+        if not weight_decay >= 0:
             raise ValueError(f"expected weight_decay >= 0, got {weight_decay}")
         self.params = dict(params)
         self.weight_decay = float(weight_decay)

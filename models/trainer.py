@@ -47,6 +47,15 @@ def build_network(config: dict[str, Any], grid: da.ProcessGrid) -> Network:
                    dtype=np.dtype(model["dtype"]), backend_name=config["run"]["backend"])
 
 
+def _same_model(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether two [model] tables describe the same network (stage defaults filled in)."""
+    def normal(model: dict[str, Any]) -> tuple:
+        return (list(model["input"]), model["seed"], model["dtype"],
+                [spec.as_dict() for spec in stage_specs(model["stages"])])
+
+    return normal(saved) == normal(now)
+
+
 class Trainer:
     """Train the network of ``config`` (see :mod:`models.config`) on every rank of the job.
 
@@ -84,6 +93,8 @@ class Trainer:
         dims = tuple(config["run"]["grid"]) if config["run"]["grid"] != "auto" else da.factor_grid(per, (h, w))
         if int(np.prod(dims)) != per:
             raise ValueError(f"expected run.grid with {per} ranks per replica, got {list(dims)}")
+        if config["run"]["backend"] == "cupy":
+            da.use_local_gpu(world)  # ranks on a node spread over its GPUs
         self.grid = da.ProcessGrid(dims, comm=group)
         self.network = build_network(config, self.grid)
         self.xp = namespace(config["run"]["backend"])
@@ -189,7 +200,7 @@ class Trainer:
         (written at any number of ranks); returns the step to continue from."""
         meta = load_checkpoint(path, self._arrays())
         saved, now = meta["config"]["model"], self.config["model"]
-        error = None if saved == now else ValueError(
+        error = None if _same_model(saved, now) else ValueError(
             f"checkpoint {path} is of another model: saved [model] {saved}, configured {now}")
         comm.agree(self.world, error)
         self.step = int(meta["step"])
