@@ -130,8 +130,9 @@ def train_worker(args: argparse.Namespace) -> dict | None:
     gathered = comm.allgather(world, (sums, by_layer, per_step))
     if world.Get_rank() != 0:
         return None
-    ranks = len(gathered)
     per_rank = {part: [g[0][part] for g in gathered] for part in PARTS}
+    steps = sorted(max(ts) for ts in zip(*(g[2] for g in gathered)))  # each step: its slowest rank
+    ranks = len(gathered)
     return {
         "kind": "train", "mode": args.mode, "ranks": ranks, "grid": list(trainer.grid.dims),
         "stages": [int(s) for s in trainer.stages_at(args.warmup)], "batch": trainer.batch,
@@ -140,7 +141,7 @@ def train_worker(args: argparse.Namespace) -> dict | None:
         "comm_wait_share": max(per_rank["comm"]) / elapsed, "data_share": max(per_rank["data"]) / elapsed,
         "per_rank_s": per_rank,
         "comm_by_layer_s": {name: [g[1][name] for g in gathered] for name in layers},
-        "step_s_median_per_rank": [statistics.median(g[2]) for g in gathered],
+        "step_s_min": steps[0], "step_s_p25": steps[len(steps) // 4], "step_s_median": statistics.median(steps),
         "mpi": comm.library_version(), "loadavg_1min": os.getloadavg()[0],
     }
 
@@ -313,6 +314,7 @@ def summarise(runs: list[dict]) -> dict:
     return {"ranks": best["ranks"], "grid": best["grid"], "runs": len(runs),
             "seconds_per_step": best["seconds_per_step"], "seconds_per_step_median": med,
             "samples_per_s": best["samples_per_s"], "samples_per_s_median": best["batch"] / med,
+            "step_s_min": min(r["step_s_min"] for r in runs), "step_s_p25": best["step_s_p25"],
             "comm_wait_share": best["comm_wait_share"],
             "comm_wait_share_median": statistics.median(r["comm_wait_share"] for r in runs),
             "data_share": best["data_share"],
@@ -327,6 +329,7 @@ def compare(one: dict, two: dict) -> dict:
     return {"ranks1": one, "ranks2": two,
             "parallel_efficiency": one["seconds_per_step"] / (2 * two["seconds_per_step"]),
             "parallel_efficiency_median": one["seconds_per_step_median"] / (2 * two["seconds_per_step_median"]),
+            "parallel_efficiency_fastest_step": one["step_s_min"] / (2 * two["step_s_min"]),
             "comm_wait_share_2ranks": two["comm_wait_share"], "data_share_1rank": one["data_share"],
             "data_share_2ranks": two["data_share"]}
 
@@ -379,7 +382,9 @@ def main(args: argparse.Namespace) -> None:
         "seconds_per_step, samples_per_s and the breakdowns: the best run (least elapsed time of `steps` "
         "steps between barriers; other processes on a shared machine only add time), *_median: the "
         "median over the runs; parallel_efficiency = T1 / (2 T2) at the best runs, "
-        "parallel_efficiency_median at the medians. foreign_cores_during: cores other processes kept "
+        "parallel_efficiency_median at the medians, parallel_efficiency_fastest_step at the fastest "
+        "single steps (a step's time: its slowest rank's; the least disturbed by other load). "
+        "foreign_cores_during: cores other processes kept "
         "busy during each launch (/proc/stat less this driver's children). comm: wall time "
         "inside exchange begin/end (not hidden by compute, includes waiting for a neighbour); compute: "
         "the rest of the step less data (holds the loss allgather). comm_wait_share: max over ranks of "
@@ -399,6 +404,8 @@ def main(args: argparse.Namespace) -> None:
                   f"data {data1 * 1e3:.1f})  2 ranks {two['samples_per_s']:6.1f} ({two['seconds_per_step'] * 1e3:.1f} ms)"
                   f"  efficiency {r['parallel_efficiency']:.2f} [{r['parallel_efficiency_median']:.2f}]  comm share "
                   f"{two['comm_wait_share']:.2f} [{two['comm_wait_share_median']:.2f}]")
+            print(f"{'':<14} fastest single steps: 1 rank {one['step_s_min'] * 1e3:.1f} ms, 2 ranks "
+                  f"{two['step_s_min'] * 1e3:.1f} ms, efficiency {r['parallel_efficiency_fastest_step']:.2f}")
             print(f"{'':<14} 2 ranks, ms/step per rank: comm [{comm2}] compute [{comp2}] data "
                   f"[{', '.join(f'{d * 1e3:.1f}' for d in two['per_rank_s_per_step']['data'])}]")
     for name, case in result["data_path"].items():

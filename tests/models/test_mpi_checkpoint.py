@@ -8,8 +8,6 @@ Every rank's blocks are compared with the global NumPy array they were cut from.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +24,6 @@ pytestmark = pytest.mark.mpi
 META = {"step": 100, "config": {"maps": [8, 16], "lr": 0.05}, "rng": [SEED, 7]}
 
 
-@pytest.fixture
-def shared_dir():
-    """A directory every rank sees: made on rank 0, its path sent to all; removed at the end."""
-    path = Path(_comm.allgather(world(), tempfile.mkdtemp(prefix="cots-ckpt-") if rank() == 0 else None)[0])
-    yield path
-    _comm.barrier(world())
-    if rank() == 0:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def globals_() -> dict[str, np.ndarray]:

@@ -10,9 +10,6 @@ uninterrupted one bit for bit.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +20,7 @@ from models.autoencoder import SparseAutoencoder
 from models.config import parse_config
 from models.trainer import Trainer
 
-from ..distarray.mpi_helpers import grid, rank, size, world
+from ..distarray.mpi_helpers import grid, rank, size
 
 pytestmark = pytest.mark.mpi
 
@@ -52,13 +49,6 @@ def losses(records) -> np.ndarray:
                      for r in records])
 
 
-@pytest.fixture
-def shared_dir():
-    path = Path(_comm.allgather(world(), tempfile.mkdtemp(prefix="cots-train-") if rank() == 0 else None)[0])
-    yield path
-    _comm.barrier(world())
-    if rank() == 0:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode,dtype,optimizer", [("greedy", "float64", "sgd"), ("joint", "float64", "adagrad"),
