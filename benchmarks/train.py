@@ -1,6 +1,7 @@
 """Training throughput of the demo network at 1 and 2 ranks (one thread each), and the data path.
 
-Run (one process; it launches every measurement itself under mpiexec, about 2 minutes on 2 cores):
+Run (one process; it launches every measurement itself under mpiexec: under a minute on an idle
+2-core machine, up to about 3 while it waits for other processes to leave the cores, ``--settle``):
 
     python benchmarks/train.py
     python benchmarks/train.py --quick                    # smoke test, under a minute
@@ -55,7 +56,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +147,7 @@ def train_worker(args: argparse.Namespace) -> dict | None:
     }
 
 
-def time_batches(paths: dict, count: int, world) -> dict[str, list[float]]:
+def time_batches(paths: dict[str, Callable[[int], Any]], count: int, world: Any) -> dict[str, list[float]]:
     """Collective: call every path once per batch, in turn; a call's time is the largest over
     the ranks (barrier before each)."""
     from distarray import comm
@@ -162,7 +163,8 @@ def time_batches(paths: dict, count: int, world) -> dict[str, list[float]]:
     return {name: [max(ts) for ts in zip(*(g[name] for g in gathered))] for name in paths}
 
 
-def data_paths(dataset, grid, layout, batch: int, draws) -> dict:
+def data_paths(dataset: Any, grid: Any, layout: Any, batch: int,
+               draws: Callable[[int], Any]) -> dict[str, Callable[[int], Any]]:
     """The two ways to get the batch of a step into ``layout``: every rank draws (``draws``,
     the trainer's way) or rank 0 draws and scatters; plus rank 0's draw alone."""
     import numpy as np
@@ -400,8 +402,9 @@ def main(args: argparse.Namespace) -> None:
             comm2 = ", ".join(f"{c * 1e3:.1f}" for c in two["per_rank_s_per_step"]["comm"])
             comp2 = ", ".join(f"{c * 1e3:.1f}" for c in two["per_rank_s_per_step"]["compute"])
             data1 = one["per_rank_s_per_step"]["data"][0]
-            print(f"{mode:<14} 1 rank {one['samples_per_s']:6.1f} samples/s ({one['seconds_per_step'] * 1e3:.1f} ms, "
-                  f"data {data1 * 1e3:.1f})  2 ranks {two['samples_per_s']:6.1f} ({two['seconds_per_step'] * 1e3:.1f} ms)"
+            t1, t2 = one["seconds_per_step"] * 1e3, two["seconds_per_step"] * 1e3
+            print(f"{mode:<14} 1 rank {one['samples_per_s']:6.1f} samples/s ({t1:.1f} ms, data {data1 * 1e3:.1f})"
+                  f"  2 ranks {two['samples_per_s']:6.1f} ({t2:.1f} ms)"
                   f"  efficiency {r['parallel_efficiency']:.2f} [{r['parallel_efficiency_median']:.2f}]  comm share "
                   f"{two['comm_wait_share']:.2f} [{two['comm_wait_share_median']:.2f}]")
             print(f"{'':<14} fastest single steps: 1 rank {one['step_s_min'] * 1e3:.1f} ms, 2 ranks "
