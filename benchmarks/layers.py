@@ -44,13 +44,14 @@ import datetime
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from machine_info import machine  # beside this script (sys.path[0] when run as a file)
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "layers.json"
@@ -356,17 +357,6 @@ def bench_torch(timer: Timer, shapes: list[LCShape], threads: int, n: int, rng: 
 
 # -- report ------------------------------------------------------------------------------
 
-
-def machine() -> dict:
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpu_model": model, "cores": os.cpu_count(),
-            "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
 
 def blas_info() -> dict:

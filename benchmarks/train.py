@@ -50,13 +50,14 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from machine_info import machine  # beside this script (sys.path[0] when run as a file)
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,17 +228,6 @@ def data_worker(args: argparse.Namespace) -> dict | None:
 
 # -- driver ------------------------------------------------------------------------------
 
-
-def machine() -> dict:
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpu_model": model, "cores": os.cpu_count(),
-            "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
 
 def busy_cpu_s() -> float:
