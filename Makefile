@@ -32,7 +32,9 @@ test-mpi: venv
 
 demo: venv
 	$(MPIRUN) -n 2 $(BIN)/cots train configs/demo.toml --out runs/demo --fresh
-	@echo "demo outputs in runs/demo/: metrics.jsonl, config.toml, loss.png, checkpoints/"
+	$(MPIRUN) -n 2 $(BIN)/cots neurons runs/demo
+	@echo "demo outputs in runs/demo/: metrics.jsonl, config.toml, loss.png, checkpoints/, neurons.json, report/"
+	@echo "the report: $(CURDIR)/runs/demo/report.html"
 
 bench: venv
 	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py benchmarks/halo.py

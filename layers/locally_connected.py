@@ -128,11 +128,13 @@ class LocallyConnected2D(_Filters):
         self._saved = (xb, batch)
         return y
 
-    def backward(self, dy: da.DistArray, input_grad: bool = True) -> da.DistArray | None:
+    def backward(self, dy: da.DistArray, input_grad: bool = True, weight_grad: bool = True) -> da.DistArray | None:
         """Input gradient (input layout); weight and bias gradients into ``grad_weight``
         and ``grad_bias`` (overwritten). With ``input_grad=False`` (the first layer of a
         network: nothing upstream) only the parameter gradients are computed, no exchange
-        runs, and None is returned (pass the same value on every rank)."""
+        runs, and None is returned (pass the same value on every rank). With
+        ``weight_grad=False`` (gradients with respect to the input only, as when
+        optimising a stimulus) the parameter gradients are left as they were."""
         xb, batch = self._saved_for("the input")
         self.check_array(dy, "output", batch)
         w, k, s = self.weight.local, self.window.k, self.window.stride
@@ -143,6 +145,8 @@ class LocallyConnected2D(_Filters):
             lc_input_grad(self.view(w, region), self.view(dy.local, region), k, s, sub.shape[:2], out=sub)
 
         def weight_grads() -> None:
+            if not weight_grad:
+                return
             lc_weight_grad(xb, dy.local, k, s, out=self.grad_weight.local)
             if self.grad_bias is not None:
                 dy.local.sum(axis=3, out=self.grad_bias.local)

@@ -5,6 +5,9 @@
 - :mod:`models.trainer`, :mod:`models.optim`: synchronous training over ranks and replicas.
 - :mod:`models.data`, :mod:`models.datasets`: bundled images, image folders, CIFAR-10, STL-10.
 - :mod:`models.checkpoint`: per-rank shards and a manifest, loadable at any rank count.
+- :mod:`models.analysis`: ``cots neurons``: object-selective neurons, honestly chosen
+  (:mod:`models.selectivity`, :mod:`models.neurons`), baselines, optimal stimuli
+  (:mod:`models.stimulus`), figures and ``report.html`` (:mod:`models.report`).
 - :mod:`models.config`, :mod:`models.metrics`, :mod:`models.cli`: configurations, run
-  outputs and the ``cots`` command (``cots info``, ``cots train``).
+  outputs and the ``cots`` command (``cots info``, ``cots train``, ``cots neurons``).
 """

@@ -312,10 +312,12 @@ def _check_manifest(m: dict) -> None:
                              f"and shape {a['shape']}")
 
 
-def _mismatch(manifest: dict, arrays: dict[str, DistArray], source: str) -> CheckpointError | None:
-    """Pure: why ``arrays`` do not match the checkpoint's arrays (names, shapes, dtypes), or None."""
+def _mismatch(manifest: dict, arrays: dict[str, DistArray], source: str,
+              partial: bool = False) -> CheckpointError | None:
+    """Pure: why ``arrays`` do not match the checkpoint's arrays (names, shapes, dtypes), or
+    None. With ``partial``, ``arrays`` may be any subset of the saved ones."""
     saved, given = sorted(manifest["arrays"]), sorted(arrays)
-    if saved != given:
+    if (not set(given) <= set(saved)) if partial else saved != given:
         return CheckpointError(
             f"checkpoint {source} holds arrays {saved}, given {given} "
             f"(not in the checkpoint: {sorted(set(given) - set(saved))}; "
@@ -384,7 +386,7 @@ def _read_part(f: Any, path: Path, offset: int, saved: Box, part: Box, dtype: np
         target[part.slices(origin)] = backend.like(buf[part.slices(window.lo)], target)
 
 
-def load_checkpoint(directory: str | Path, arrays: dict[str, DistArray]) -> dict:
+def load_checkpoint(directory: str | Path, arrays: dict[str, DistArray], partial: bool = False) -> dict:
     """Collective: fill ``arrays`` in place from the checkpoint in ``directory``.
 
     Rank 0 reads the manifest and shares it. The layout may differ from the saved one (rank
@@ -398,6 +400,9 @@ def load_checkpoint(directory: str | Path, arrays: dict[str, DistArray]) -> dict
         The checkpoint directory; the same path on every rank.
     arrays : dict of str -> DistArray
         Exactly the checkpoint's arrays, with their global shapes and dtypes.
+    partial : bool
+        Allow ``arrays`` to be a subset of the checkpoint's (the parameters without the
+        optimiser state, for analysis); only those are read.
 
     Returns
     -------
@@ -413,7 +418,7 @@ def load_checkpoint(directory: str | Path, arrays: dict[str, DistArray]) -> dict
     directory = Path(directory)
     comm, names = _validated(arrays)
     source, manifest = _on_root(comm, lambda: _read_manifest(directory))
-    _agree(comm, _mismatch(manifest, arrays, source))
+    _agree(comm, _mismatch(manifest, arrays, source, partial))
     plans = {n: read_plan(manifest["arrays"][n], arrays[n].box) for n in names}
     used = sorted({r for reads in plans.values() for r, *_ in reads})
     paths = {r: Path(source) / manifest["shards"][r]["file"] for r in used}

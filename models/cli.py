@@ -2,6 +2,7 @@
 
     mpiexec -n 4 cots info
     mpiexec -n 2 cots train configs/demo.toml --out runs/demo
+    mpiexec -n 2 cots neurons runs/demo
 """
 
 from __future__ import annotations
@@ -82,6 +83,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _neurons(args: argparse.Namespace) -> int:
+    """Find, score and draw a run's most face-selective neurons (collective)."""
+    from .analysis import analyse_run
+
+    try:
+        analyse_run(args.run_dir, out=args.out, positives=args.positives, negatives=args.negatives, stage=args.stage,
+                    layer=args.layer, checkpoint=args.checkpoint, best=args.best, pool=args.pool,
+                    stimulus_steps=args.stimulus_steps, seed=args.seed, log=None if args.quiet else print)
+    except (ValueError, FileNotFoundError) as exc:  # found alike on every rank: the run, the images, the layer
+        raise UsageError(str(exc)) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cots``."""
     from distarray import __version__
@@ -106,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop after this step with a checkpoint (for time-limited allocations)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
+    neurons = sub.add_parser(
+        "neurons", help="find a run's face-selective neurons and write report.html (under mpiexec)",
+        description="Score every neuron of a layer on labelled images with honest selection, compare with "
+                    "baselines, draw the best neurons and write RUN/report.html (docs/analysis.md).")
+    neurons.add_argument("run_dir", metavar="RUN", help="a training run directory (with checkpoints/)")
+    neurons.add_argument("--positives", metavar="DIR", help="folder of positive images (default: bundled held-out faces)")
+    neurons.add_argument("--negatives", metavar="DIR", help="folder of negative images (with --positives)")
+    neurons.add_argument("--out", metavar="DIR", help="where report.html, report/ and neurons.json go (default: RUN)")
+    neurons.add_argument("--stage", type=int, help="stage of the layer to analyse (default: the top stage)")
+    neurons.add_argument("--layer", choices=("filter", "pool", "norm"),
+                         help="layer of that stage (default: its last, norm with LCN)")
+    neurons.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (default: the run's newest)")
+    neurons.add_argument("--best", type=int, default=4, help="how many of the best neurons to draw (default 4)")
+    neurons.add_argument("--pool", type=int, default=1000,
+                         help="unlabelled samples of the run's data added for the top-images figures (default 1000)")
+    neurons.add_argument("--stimulus-steps", type=int, default=200, help="gradient ascent steps (default 200)")
+    neurons.add_argument("--seed", type=int, default=0, help="split, random filters and stimulus starts (default 0)")
+    neurons.add_argument("--quiet", action="store_true", help="print only errors")
+    neurons.set_defaults(run=_neurons)
     return parser
 
 

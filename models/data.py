@@ -334,11 +334,13 @@ class BundledImages(ImageSource):
         """Negatives for evaluation, normalised: (2 * holdout, H, W, C) float32.
 
         The ``holdout`` held-out non-face patches of the LFW subset, then ``holdout`` crops of
-        natural images drawn with the fixed :attr:`HELDOUT_SEED`. Those natural images are the
-        training ones: a crop may overlap regions that training samples also see.
+        natural images drawn with the fixed :attr:`HELDOUT_SEED`, made grey (replicated to every
+        channel) like the faces, so colour cannot tell the classes apart. Those natural images
+        are the training ones: a crop may overlap regions that training samples also see.
         """
         rng = np.random.default_rng(self.HELDOUT_SEED)
-        crops = np.array([self._natural_crop(rng) for _ in range(self.holdout)], np.uint8).reshape(-1, *self.shape)
+        crops = np.array([self._natural_crop(rng) for _ in range(self.holdout)], np.float64).reshape(-1, *self.shape)
+        crops = np.repeat(crops.mean(axis=3, keepdims=True), self.shape[2], axis=3)  # (holdout, H, W, C) grey
         return np.concatenate([normalise_images(self._grey_samples(self._heldout_patches)), normalise_images(crops)])
 
     def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:

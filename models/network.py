@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 import distarray as da
-from layers import LocalContrastNorm
+from layers import LocallyConnected2D, LocalContrastNorm
 
 from .autoencoder import Losses, SparseAutoencoder
 
@@ -145,6 +145,58 @@ class Network:
         enc = sum(int(np.prod(v.shape)) for n, v in params.items() if ".encoder." in n)
         dec = sum(int(np.prod(v.shape)) for n, v in params.items() if ".decoder." in n)
         return {"encoder": enc, "decoder": dec, "total": sum(int(np.prod(v.shape)) for v in params.values())}
+
+    def input_array(self, images: Any) -> da.DistArray:
+        """This rank's block of a global (H, W, C, B) batch that every rank holds, as the
+        network's input (no messages)."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[:3] != self.input_shape:
+            raise ValueError(f"expected images of shape {self.input_shape + ('B',)}, got {images.shape}")
+        layout = self.input_layout(images.shape[3])
+        xp = self.stages[0].encoder.xp
+        local = xp.ascontiguousarray(xp.asarray(images[layout.box(self.grid.rank).slices()], dtype=layout.dtype))
+        return da.DistArray(local, layout, self.grid)
+
+    # -- any layer, forward and back to the input (analysis) -------------------------------
+    def layer_names(self, stage: int) -> tuple[str, ...]:
+        """The layers of ``stage`` in order: "filter", "pool" and, with LCN, "norm"."""
+        self._check_stage(stage)
+        return ("filter", "pool") + (("norm",) if self.norms[stage] is not None else ())
+
+    def _check_stage(self, stage: int) -> None:
+        if type(stage) is not int or not 0 <= stage < len(self.stages):
+            raise ValueError(f"expected a stage in range({len(self.stages)}), got {stage!r}")
+
+    def _path(self, stage: int, layer: str) -> list:
+        """The layers from the input up to (and including) ``layer`` of ``stage``."""
+        names = self.layer_names(stage)
+        if layer not in names:
+            raise ValueError(f"expected a layer of stage {stage} in {names}, got {layer!r}")
+        path: list = []
+        for s in range(stage + 1):
+            stage_layers = [self.stages[s].encoder, self.stages[s].pool] + ([self.norms[s]] if self.norms[s] else [])
+            path += stage_layers if s < stage else stage_layers[:names.index(layer) + 1]
+        return path
+
+    def layer_shape(self, stage: int, layer: str) -> tuple[int, int, int]:
+        """(rows, columns, maps) of ``layer`` of ``stage``: its neurons."""
+        return self._path(stage, layer)[-1].out_shape
+
+    def forward_to(self, x: da.DistArray, stage: int, layer: str) -> da.DistArray:
+        """The output of ``layer`` ("filter", "pool" or "norm") of ``stage`` on batch ``x``;
+        every layer on the way saves what :meth:`backward_from` needs."""
+        for module in self._path(stage, layer):
+            x = module.forward(x)
+        return x
+
+    def backward_from(self, dy: da.DistArray, stage: int, layer: str) -> da.DistArray:
+        """The gradient with respect to the network's input of ``sum(dy * y)``, ``y`` the
+        output of the last :meth:`forward_to` with the same ``stage`` and ``layer``
+        (parameter gradients are left untouched)."""
+        for module in reversed(self._path(stage, layer)):
+            filtering = isinstance(module, LocallyConnected2D)
+            dy = module.backward(dy, weight_grad=False) if filtering else module.backward(dy)
+        return dy
 
     def features(self, x: da.DistArray, stages: int | None = None) -> da.DistArray:
         """The output of the first ``stages`` stages (default all) on batch ``x``: the

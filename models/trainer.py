@@ -27,7 +27,6 @@ import numpy as np
 
 import distarray as da
 from distarray import comm
-from distarray.backend import namespace
 
 from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import stage_specs, to_toml
@@ -97,7 +96,6 @@ class Trainer:
             da.use_local_gpu(world)  # ranks on a node spread over its GPUs
         self.grid = da.ProcessGrid(dims, comm=group)
         self.network = build_network(config, self.grid)
-        self.xp = namespace(config["run"]["backend"])
         self.dataset = make_dataset(config["data"], (h, w), channels, config["model"]["seed"])
         train = config["train"]
         self.batch = train["batch"]
@@ -111,7 +109,6 @@ class Trainer:
                                  train["final_lr"], train["decay_factor"], train["decay_every"])
         self.progress = progress and self.is_root
         self.step = 0
-        self._layout = self.network.input_layout(self.local_batch_size)
 
     # -- one step ------------------------------------------------------------------------
     def stages_at(self, step: int) -> list[int]:
@@ -127,10 +124,7 @@ class Trainer:
         draws the same global batch and keeps its box: no messages)."""
         images = self.dataset.batch(step, self.batch)  # (H, W, C, B) global
         lo = self.replica * self.local_batch_size
-        share = images[..., lo:lo + self.local_batch_size]
-        block = share[self._layout.box(self.grid.rank).slices()]
-        local = self.xp.ascontiguousarray(self.xp.asarray(block, dtype=self._layout.dtype))
-        return da.DistArray(local, self._layout, self.grid)
+        return self.network.input_array(images[..., lo:lo + self.local_batch_size])
 
     def train_step(self, step: int) -> dict[str, Any]:
         """Collective: one synchronous step; returns its metrics record."""

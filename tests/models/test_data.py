@@ -148,6 +148,8 @@ def test_bundled_heldout_sets(bundled):
         assert_normalised(images)
     assert not any(np.array_equal(face, train) for face in faces for train in training)
     np.testing.assert_array_equal(distractors, BundledImages(SIZE, seed=5).heldout_distractors())
+    for images in (faces, distractors):  # grey like the faces: colour is no cue
+        np.testing.assert_array_equal(images[..., 0], images[..., 2])
 
 
 def test_bundled_grey_and_no_holdout():
