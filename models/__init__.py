@@ -8,6 +8,8 @@
 - :mod:`models.analysis`: ``cots neurons``: object-selective neurons, honestly chosen
   (:mod:`models.selectivity`, :mod:`models.neurons`), baselines, optimal stimuli
   (:mod:`models.stimulus`), figures and ``report.html`` (:mod:`models.report`).
+- :mod:`models.planner`, :mod:`models.profile`: ``cots plan``: per-rank costs from shapes
+  alone and the machine rates of its time model.
 - :mod:`models.config`, :mod:`models.metrics`, :mod:`models.cli`: configurations, run
-  outputs and the ``cots`` command (``cots info``, ``cots train``, ``cots neurons``).
+  outputs and the ``cots`` command (``cots info``, ``cots train``, ``cots neurons``, ``cots plan``).
 """

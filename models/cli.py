@@ -3,6 +3,7 @@
     mpiexec -n 4 cots info
     mpiexec -n 2 cots train configs/demo.toml --out runs/demo
     mpiexec -n 2 cots neurons runs/demo
+    cots plan configs/le2012.toml --ranks 2 --gpu-mem 12
 """
 
 from __future__ import annotations
@@ -96,6 +97,62 @@ def _neurons(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """Plan a configuration on N ranks from shapes alone; or measure this machine (collective)."""
+    import json
+    from pathlib import Path
+
+    from distarray import comm
+
+    from .config import load_config
+    from .planner import format_plan, plan_network, suggest_grids
+    from .profile import Rates, calibrate
+
+    root = comm.world().Get_rank() == 0
+    profile = Path(args.profile)
+    if args.calibrate:
+        rates = calibrate()
+        if root:
+            rates.save(profile)
+            print(f"cots plan: measured {rates.source}: GEMM {rates.gemm_flops / 1e9:.1f} GFLOP/s per rank, memory "
+                  f"{rates.memory_bw / 1e9:.1f} GB/s, network {rates.network_bw / 1e9:.2f} GB/s, latency "
+                  f"{rates.latency * 1e6:.1f} us; saved to {profile}")
+        if args.config is None:
+            return 0
+    if args.config is None or args.ranks is None:
+        raise UsageError("expected a configuration and --ranks N (or --calibrate alone)")
+    try:
+        config = load_config(args.config, args.set)
+        flags = [args.gemm_gflops, args.mem_gbps, args.net_gbps, args.latency_us]
+        if all(v is not None for v in flags):
+            rates = Rates(args.gemm_gflops * 1e9, args.mem_gbps * 1e9, args.net_gbps * 1e9, args.latency_us * 1e-6,
+                          source="flags")
+        elif any(v is not None for v in flags):
+            raise ValueError("expected all of --gemm-gflops, --mem-gbps, --net-gbps and --latency-us, or none")
+        else:
+            rates = Rates.load(profile) if profile.is_file() else None
+        grid = None if args.grid is None else [int(n) for n in args.grid.lower().split("x")]
+        plan = plan_network(config, args.ranks, grid, args.batch, args.gpu_mem, rates)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    if not root:
+        return 0
+    print(f"cots plan {args.config}:")
+    print(format_plan(plan, rates))
+    if rates is None:
+        print(f"no step time: no machine profile at {profile} (run `cots plan --calibrate`, or pass the four "
+              "rate flags)")
+    if plan.fits is False:
+        found = suggest_grids(config, args.gpu_mem, batch=args.batch)
+        print("does not fit: " + ("; ".join(f"{n} ranks as grid {list(g)} need {b / 2**30:.2f} GiB per rank"
+                                              for n, g, b in found) if found else "no grid up to 4096 ranks fits"))
+    if args.json:
+        out = plan.as_dict() | {"config": str(args.config), "rates": None if rates is None else vars(rates)}
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        print(f"plan written to {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cots``."""
     from distarray import __version__
@@ -139,6 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("--seed", type=int, default=0, help="split, random filters and stimulus starts (default 0)")
     neurons.add_argument("--quiet", action="store_true", help="print only errors")
     neurons.set_defaults(run=_neurons)
+    plan = sub.add_parser(
+        "plan", help="memory, traffic, FLOPs and step time of a configuration on N ranks, from shapes alone",
+        description="Plan a configuration on N ranks without allocating it (docs/scaling.md); "
+                    "`cots plan --calibrate` measures this machine's rates for the step-time model.")
+    plan.add_argument("config", nargs="?", help="the TOML configuration")
+    plan.add_argument("--ranks", type=int, help="ranks of one model-parallel group")
+    plan.add_argument("--grid", metavar="AxB", help="grid of ranks (default: the config's, else balanced)")
+    plan.add_argument("--gpu-mem", type=float, metavar="GIB", help="memory per rank to check against, GiB")
+    plan.add_argument("--batch", type=int, help="batch size (default: train.batch)")
+    plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    plan.add_argument("--calibrate", action="store_true", help="measure this machine's rates into --profile")
+    plan.add_argument("--profile", default="runs/machine-profile.json",
+                      help="machine profile to read or write (default runs/machine-profile.json)")
+    plan.add_argument("--gemm-gflops", type=float, help="GEMM rate per rank, GFLOP/s (with the other three)")
+    plan.add_argument("--mem-gbps", type=float, help="memory bandwidth per rank, GB/s")
+    plan.add_argument("--net-gbps", type=float, help="network bandwidth per link, GB/s")
+    plan.add_argument("--latency-us", type=float, help="message latency, microseconds")
+    plan.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
+    plan.set_defaults(run=_plan)
     return parser
 
 

@@ -1,0 +1,122 @@
+"""The planner and machine profile (serial): memory accounting against the bytes the model
+really allocates, the fit verdict and grid suggestions, the cost model, and `cots plan`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+import distarray as da
+from distarray import comm
+from models.config import load_config, parse_config
+from models.optim import make_optimizer
+from models.planner import format_plan, plan_network, suggest_grids
+from models.profile import Rates
+from models.trainer import build_network
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def small(optimizer="sgd", dtype="float32"):
+    return parse_config({"model": {"input": [40, 36, 3], "seed": 1, "dtype": dtype, "stages": [
+        {"k": 8, "maps": 6, "pool": 3, "lcn": 3}, {"k": 5, "maps": 4, "pool": 2, "lcn": 3}]},
+        "train": {"batch": 16, "optimizer": optimizer, "mode": "joint"}})
+
+
+@pytest.mark.parametrize("optimizer,dtype", [("sgd", "float32"), ("adagrad", "float64")])
+def test_parameter_memory_is_what_the_model_allocates(optimizer, dtype):
+    cfg = small(optimizer, dtype)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        net = build_network(cfg, da.ProcessGrid((1, 1), comm=comm.self_comm()))
+        opt = make_optimizer(optimizer, net.parameters())
+        allocated = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    memory = plan_network(cfg, 1).worst.memory
+    planned = memory["weights"] + memory["gradients"] + memory["optimizer"]
+    assert abs(allocated - planned) <= 0.01 * planned, (allocated, planned)
+    assert len(opt.state) == len(net.parameters())
+
+
+def test_le2012_sizes_and_fit():
+    cfg = load_config(ROOT / "configs" / "le2012.toml")
+    plan = plan_network(cfg, 2, device_gib=12)
+    assert plan.total_params == 2 * 1_144_863_072
+    assert plan.fits is False and plan.worst.memory["weights"] == plan.worst.params * 4
+    found = suggest_grids(cfg, 12)
+    assert found and all(b <= 12 * 2**30 for _, _, b in found)
+    assert found[0][0] == min(n for n, _, _ in found) and plan_network(cfg, found[0][0] - 1).worst.memory[
+        "total"] > 12 * 2**30
+    assert plan_network(cfg, 1).fits is None
+
+
+def test_bad_grid_is_refused():
+    with pytest.raises(ValueError, match=r"grid of 2 dimensions with 4 ranks, got \[3, 1\]"):
+        plan_network(small(), 4, grid=(3, 1))
+
+
+def test_cost_model_adds_compute_memory_and_messages():
+    rates = Rates(1e9, 1e9, 1e8, 1e-5)
+    plan = plan_network(small(), 2, rates=rates)
+    rank = plan.per_rank[0]
+    t = rank.seconds
+    assert t["compute"] == pytest.approx(rank.flops / 1e9)
+    assert t["comm"] == pytest.approx(rank.halo_bytes / 1e8 + rank.messages * 1e-5)
+    assert t["total"] == pytest.approx(t["compute"] + t["memory"] + t["comm"])
+    assert "predicted step" in format_plan(plan, rates)
+    with pytest.raises(ValueError, match="positive rates"):
+        Rates(0, 1, 1, 0)
+
+
+def test_profile_round_trip(tmp_path):
+    rates = Rates(2e10, 1e10, 5e9, 2e-6, source="test")
+    assert Rates.load(rates.save(tmp_path / "p.json")) == rates
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="cots plan --calibrate"):
+        Rates.load(tmp_path / "bad.json")
+
+
+def cots_plan(*args):
+    return subprocess.run([str(BIN / "cots"), "plan", *args], capture_output=True, text=True, timeout=120,
+                          env=ENV, cwd=ROOT)
+
+
+def test_cli_plan_json_and_suggestion(tmp_path):
+    out = tmp_path / "plan.json"
+    done = cots_plan("configs/le2012.toml", "--ranks", "2", "--gpu-mem", "4", "--gemm-gflops", "50",
+                     "--mem-gbps", "20", "--net-gbps", "5", "--latency-us", "2", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "DOES NOT FIT" in done.stdout and "does not fit: " in done.stdout and "predicted step" in done.stdout
+    saved = json.loads(out.read_text())
+    assert saved["total_params"] == 2 * 1_144_863_072 and saved["fits"] is False
+    assert len(saved["per_rank"]) == 2 and saved["rates"]["source"] == "flags"
+
+
+def test_cli_calibrate_then_plan(tmp_path):
+    profile = tmp_path / "profile.json"
+    done = cots_plan("--calibrate", "--profile", str(profile))
+    assert done.returncode == 0 and profile.is_file(), done.stderr
+    rates = Rates.load(profile)
+    assert rates.gemm_flops > 1e8 and rates.memory_bw > 1e8
+    done = cots_plan("configs/demo.toml", "--ranks", "3", "--grid", "1x3", "--profile", str(profile))
+    assert done.returncode == 0 and "grid [1, 3]" in done.stdout and "predicted step" in done.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["configs/demo.toml"], "expected a configuration and --ranks N"),
+    (["configs/demo.toml", "--ranks", "2", "--grid", "3x1"], "with 2 ranks, got [3, 1]"),
+    (["configs/demo.toml", "--ranks", "2", "--gemm-gflops", "5"], "expected all of --gemm-gflops"),
+])
+def test_cli_bad_input(args, message):
+    done = cots_plan(*args)
+    assert done.returncode == 2 and message in done.stderr
