@@ -221,7 +221,8 @@ def neuron_rows(acts: np.ndarray, indices: np.ndarray, neurons: Sequence[int], w
 
     Collective: call on every rank of ``world``.
     """
-    found = {int(i): acts[r] for r, i in enumerate(indices) if int(i) in set(int(n) for n in neurons)}
+    rows = np.flatnonzero(np.isin(indices, np.asarray(neurons, dtype=np.int64)))
+    found = {int(indices[r]): acts[r] for r in rows}
     merged: dict[int, np.ndarray] = {}
     for part in comm.allgather(world, found):
         merged.update(part)
