@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Rates", "calibrate", "FDR_INFINIBAND"]
+__all__ = ["Rates", "calibrate"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,6 @@ class Rates:
             return cls(**values)
         except (OSError, ValueError, TypeError) as exc:
             raise ValueError(f"expected a profile written by `cots plan --calibrate` at {path}: {exc}") from None
-
-
-#: FDR InfiniBand (56 Gb/s signalling, 54.5 Gb/s data), as in Coates et al.'s cluster; the
-#: GEMM rate is a GTX 680's measured SGEMM-bound rate from their paper's order (about 1 TFLOP/s).
-FDR_INFINIBAND = {"network_bw": 54.5e9 / 8, "latency": 1.5e-6}
 
 
 def _best(run: Any, repeats: int) -> float:
