@@ -201,7 +201,8 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
         f"{len(extra)} unlabelled samples")
     lap("load")
 
-    acts, indices = layer_activations(network, np.concatenate([labelled.images, extra]), stage, layer)
+    everything = np.concatenate([labelled.images, extra])  # (N + pool, H, W, C)
+    acts, indices = layer_activations(network, everything, stage, layer)
     n = len(labelled.labels)
     results = [evaluate("trained network", acts[:, :n], indices, labelled.labels, world, seed, best)]
     lap("trained")
@@ -223,7 +224,6 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
     chosen = [c.index for c in results[0].best]
     rows = neuron_rows(acts, indices, chosen, world)  # (K, N + pool)
     stimulus = optimal_stimulus(network, chosen, stage, layer, steps=stimulus_steps, seed=seed)
-    everything = np.concatenate([labelled.images, extra])
     tops = everything[rows.argmax(axis=1)]  # (K, H, W, C) each neuron's top image
     natural = np.moveaxis(tops, 0, -1).astype(np.float64)  # (H, W, C, K)
     natural /= np.sqrt((natural**2).sum(axis=(0, 1, 2), keepdims=True))

@@ -9,6 +9,7 @@ do not depend on the number of ranks.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,8 +260,6 @@ def load_trained(run: str | Path, world: Any, checkpoint: str | Path | None = No
     manifest = Path(path) / "manifest.json"
     if not manifest.is_file():
         raise FileNotFoundError(f"expected a checkpoint directory with manifest.json, got {path}")
-    import json
-
     meta = json.loads(manifest.read_text())["meta"]
     config = meta["config"]
     h, w, _ = config["model"]["input"]

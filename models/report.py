@@ -91,8 +91,7 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
     figures.append(Figure("report/histogram.png", "Activations of the best neuron",
                           "faces against distractors, with its best threshold on all labelled images"))
     k = len(trained.best)
-    stim = np.concatenate([_hwc(result.stimulus.images)])
-    save_montage(stim, folder / "stimulus.png", columns=min(k, 4), scale="symmetric",
+    save_montage(_hwc(result.stimulus.images), folder / "stimulus.png", columns=min(k, 4), scale="symmetric",
                  labels=[f"{v:.3g} (top image {u:.3g})" for v, u in zip(result.stimulus.values, result.natural_values)],
                  title="optimal stimuli, norm 1 (mid-grey is 0)")
     figures.append(Figure("report/stimulus.png", "Optimal stimuli of the best neurons",
