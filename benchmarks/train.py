@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from machine_info import machine  # beside this script (sys.path[0] when run as a file)
+from machine_info import machine, use_packages  # beside this script (sys.path[0] when run as a file)
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,10 +413,7 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     ARGS = parse_args()
-    # benchmarks/ holds layers.py: take this folder off the path so `import layers` is the package
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    use_packages(ROOT)  # benchmarks/ holds layers.py: `import layers` must find the package
     if ARGS.worker is None:
         main(ARGS)
     else:

@@ -42,8 +42,20 @@ class _Filters(WindowLayer):
         # depends on seed and global index only: the same network on any number of ranks
         self.weight = da.uniform(shape, grid, seed, -scale, scale, split=(0, 1, None, None),
                                  dtype=self.dtype, backend_name=backend_name)  # (oh, ow, M, K)
-        self.grad_weight = da.zeros_like(self.weight)
+        self._grad_weight: da.DistArray | None = None
         self._saved: tuple | None = None
+
+    @property
+    def grad_weight(self) -> da.DistArray:
+        """The weight gradient, allocated (zero) at first use and kept until
+        :meth:`release_gradients`: training one stage of many holds only its gradients."""
+        if self._grad_weight is None:
+            self._grad_weight = da.zeros_like(self.weight)
+        return self._grad_weight
+
+    def release_gradients(self) -> None:
+        """Free the gradient arrays (they are allocated again, zero, when next needed)."""
+        self._grad_weight = None
 
     def parameters(self) -> dict[str, da.DistArray]:
         """The layer's parameters by name (each rank holds its locations' part)."""
@@ -94,11 +106,21 @@ class LocallyConnected2D(_Filters):
                  backend_name: str = "numpy", init_scale: float | None = None):
         super().__init__(in_shape, maps, k, stride, padding, grid, seed, dtype, backend_name, init_scale)
         self.bias = None
-        self.grad_bias = None
+        self._grad_bias: da.DistArray | None = None
         if bias:
             self.bias = da.zeros(self.out_shape, grid, split=(0, 1, None), dtype=self.dtype,
                                  backend_name=backend_name)  # (oh, ow, M)
-            self.grad_bias = da.zeros_like(self.bias)
+
+    @property
+    def grad_bias(self) -> da.DistArray | None:
+        """The bias gradient (allocated at first use), or None without a bias."""
+        if self.bias is not None and self._grad_bias is None:
+            self._grad_bias = da.zeros_like(self.bias)
+        return self._grad_bias
+
+    def release_gradients(self) -> None:
+        super().release_gradients()
+        self._grad_bias = None
 
     def parameters(self) -> dict[str, da.DistArray]:
         params = super().parameters()
@@ -108,7 +130,7 @@ class LocallyConnected2D(_Filters):
 
     def gradients(self) -> dict[str, da.DistArray]:
         grads = super().gradients()
-        if self.grad_bias is not None:
+        if self.bias is not None:
             grads["bias"] = self.grad_bias
         return grads
 
@@ -148,7 +170,7 @@ class LocallyConnected2D(_Filters):
             if not weight_grad:
                 return
             lc_weight_grad(xb, dy.local, k, s, out=self.grad_weight.local)
-            if self.grad_bias is not None:
+            if self.bias is not None:
                 dy.local.sum(axis=3, out=self.grad_bias.local)
 
         if not input_grad:

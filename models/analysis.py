@@ -19,11 +19,10 @@ first-layer filters and the loss curve. Rank 0 draws and writes.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 

@@ -116,6 +116,12 @@ class SparseAutoencoder:
         return {f"{name}.{key}": value for name, layer in (("encoder", self.encoder), ("decoder", self.decoder))
                 for key, value in layer.gradients().items()}
 
+    def release_gradients(self) -> None:
+        """Free the encoder's and decoder's gradient arrays (allocated again at the next
+        :meth:`backward`)."""
+        self.encoder.release_gradients()
+        self.decoder.release_gradients()
+
     def encode(self, x: da.DistArray) -> da.DistArray:
         """The pooled features ``p = sqrt(eps + H (W1^T x)^2)`` (no objective, nothing kept
         for a backward of this stage's objective)."""

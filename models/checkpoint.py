@@ -47,7 +47,7 @@ from distarray import Box, DistArray, backend
 from distarray import comm as _comm
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
-           "checkpoint_path", "prune_checkpoints", "read_plan"]
+           "checkpoint_path", "checkpoint_names", "prune_checkpoints", "read_plan"]
 
 FORMAT = "cots-checkpoint"
 VERSION = 1
@@ -434,6 +434,12 @@ def load_checkpoint(directory: str | Path, arrays: dict[str, DistArray], partial
 
     _agree(comm, _attempt(fill)[1])
     return manifest["meta"]
+
+
+def checkpoint_names(directory: str | Path, comm: _comm.Comm) -> list[str]:
+    """Collective over ``comm``: the sorted names of the arrays the complete checkpoint in
+    ``directory`` holds (rank 0 reads the manifest; a CheckpointError is raised on every rank)."""
+    return sorted(_on_root(comm, lambda: _read_manifest(Path(directory)))[1]["arrays"])
 
 
 # -- a run's checkpoints ------------------------------------------------------------------------

@@ -134,10 +134,19 @@ class Network:
         return {f"stage{s}.{name}": value for s, stage in enumerate(self.stages)
                 for name, value in stage.parameters().items()}
 
-    def gradients(self) -> dict[str, da.DistArray]:
-        """Gradients from the last backward, named as :meth:`parameters`."""
-        return {f"stage{s}.{name}": value for s, stage in enumerate(self.stages)
-                for name, value in stage.gradients().items()}
+    def gradients(self, stages: Iterable[int] | None = None) -> dict[str, da.DistArray]:
+        """Gradients from the last backward of ``stages`` (default all), named as
+        :meth:`parameters`. A stage's gradient arrays are allocated when first asked for."""
+        chosen = range(len(self.stages)) if stages is None else sorted(set(int(s) for s in stages))
+        return {f"stage{s}.{name}": value for s in chosen for name, value in self.stages[s].gradients().items()}
+
+    def release_gradients(self, keep: Iterable[int] = ()) -> None:
+        """Free the gradient arrays of every stage not in ``keep`` (greedy training holds
+        only the trained stage's: a third of the gradient memory of le2012 or less)."""
+        keep = set(int(s) for s in keep)
+        for s, stage in enumerate(self.stages):
+            if s not in keep:
+                stage.release_gradients()
 
     def parameter_count(self) -> dict[str, int]:
         """Global element counts: encoder weights, decoder weights, everything."""

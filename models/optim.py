@@ -3,15 +3,17 @@
 In pure model parallelism every weight and its gradient live on one rank, so an update is
 elementwise on local blocks: no gradient all-reduce, and the result is the same on any
 number of ranks. Optimiser state (momentum, squared-gradient sums) is held as DistArrays
-laid out like the parameters, so checkpoints save and reshard it with them. Updates run in
-place, with at most one temporary the size of a parameter block.
+laid out like the parameters, so checkpoints save and reshard it with them. A parameter's
+state is allocated at its first update and freed by :meth:`Optimizer.release`, so greedy
+training holds state only for the stage it trains. Updates run in place, chunk by chunk
+(:data:`UPDATE_CHUNK` elements), so their temporaries stay small however big a block is.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import distarray as da
 from distarray.backend import get_array_module
@@ -79,7 +81,29 @@ class Optimizer:
             raise ValueError(f"expected weight_decay >= 0, got {weight_decay}")
         self.params = dict(params)
         self.weight_decay = float(weight_decay)
-        self.state = {f"{name}.{slot}": da.zeros_like(p) for name, p in self.params.items() for slot in self.slots}
+        self.state: dict[str, da.DistArray] = {}  # "{param}.{slot}", allocated at first update
+
+    def _names(self, names: Iterable[str] | None) -> list[str]:
+        chosen = list(self.params) if names is None else list(names)
+        unknown = [n for n in chosen if n not in self.params]
+        if unknown:
+            raise KeyError(f"expected parameter names from {sorted(self.params)}, got {unknown}")
+        return chosen
+
+    def ensure_state(self, names: Iterable[str] | None = None) -> None:
+        """Allocate (as zeros) the state of the parameters in ``names`` (default all) that
+        have none yet (local: no communication)."""
+        for name in self._names(names):
+            for slot in self.slots:
+                if f"{name}.{slot}" not in self.state:
+                    self.state[f"{name}.{slot}"] = da.zeros_like(self.params[name])
+
+    def release(self, names: Iterable[str]) -> None:
+        """Free the state of the parameters in ``names`` (a greedy stage that is done); a
+        later update of one starts again from zero state."""
+        for name in self._names(names):
+            for slot in self.slots:
+                self.state.pop(f"{name}.{slot}", None)
 
     def hyper(self) -> dict:
         """Hyper-parameters (for the checkpoint manifest)."""
@@ -88,14 +112,35 @@ class Optimizer:
     def step(self, grads: Mapping[str, da.DistArray], lr: float, names: list[str] | None = None) -> None:
         """Update the parameters in ``names`` (default all) with ``grads`` at rate ``lr``
         (local: no communication)."""
-        for name in self.params if names is None else names:
+        names = self._names(names)
+        self.ensure_state(names)
+        for name in names:
             w, g = self.params[name].local, grads[name].local
-            if self.weight_decay:
-                g = g + self.weight_decay * w
-            self._update(name, w, g, lr)
+            state = [self.state[f"{name}.{slot}"].local for slot in self.slots]
+            for part in _parts(w, g, *state):  # chunks: temporaries stay small
+                wc, gc, *sc = part
+                if self.weight_decay:
+                    gc = gc + self.weight_decay * wc
+                self._update(wc, gc, sc, lr)
 
-    def _update(self, name: str, w, g, lr: float) -> None:
+    def _update(self, w, g, state: list, lr: float) -> None:
+        """Update ``w`` in place from ``g`` and this optimiser's ``state`` slots (same shapes)."""
         raise NotImplementedError
+
+
+#: Elements per chunk of an update: the update's temporaries are this size, not a block's.
+UPDATE_CHUNK = 1 << 20
+
+
+def _parts(*arrays):
+    """Matching flat chunks of same-shaped arrays (views; the whole arrays when any is not
+    contiguous)."""
+    if not all(a.flags.c_contiguous for a in arrays):
+        yield arrays
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    for start in range(0, flat[0].size, UPDATE_CHUNK):
+        yield tuple(f[start:start + UPDATE_CHUNK] for f in flat)
 
 
 class SGD(Optimizer):
@@ -113,8 +158,8 @@ class SGD(Optimizer):
     def hyper(self) -> dict:
         return {**super().hyper(), "momentum": self.momentum}
 
-    def _update(self, name: str, w, g, lr: float) -> None:
-        v = self.state[f"{name}.momentum"].local
+    def _update(self, w, g, state: list, lr: float) -> None:
+        (v,) = state
         v *= self.momentum
         v += g
         xp = get_array_module(w)
@@ -136,8 +181,8 @@ class Adagrad(Optimizer):
     def hyper(self) -> dict:
         return {**super().hyper(), "eps": self.eps}
 
-    def _update(self, name: str, w, g, lr: float) -> None:
-        acc = self.state[f"{name}.sum_sq"].local
+    def _update(self, w, g, state: list, lr: float) -> None:
+        (acc,) = state
         xp = get_array_module(w)
         acc += g * g
         step = xp.sqrt(acc)

@@ -8,14 +8,21 @@ The layout arithmetic is the layers' own (:mod:`layers.geometry`): output locati
 over the grid in balanced blocks, each layer fetching the input box its block reads. The
 memory model follows what the implementation allocates (see docs/scaling.md):
 
-- weights, gradients and optimiser state: every stage's encoder and decoder weights, a
-  gradient array for each and one optimiser slot each (SGD momentum, Adagrad's sum of squares);
+- weights: every stage's encoder and decoder weights;
+- gradients and optimiser state (one slot: SGD momentum, Adagrad's sum of squares): only for
+  the stages a step trains. They are allocated at a stage's first step and freed when the
+  trainer moves on, so greedy training holds one stage's; the update runs in chunks and adds
+  no block-sized temporaries;
 - activations, for the stages a step runs: each layer's fetched input box and its output
   (the layers keep both for the backward pass), the decoder's reconstruction, and the backward
   pass's temporaries (the decoder's fetched gradient box, the gradients of the encoder and
   pooling outputs, the pooling's gradient box);
 - GEMM workspace: the row strip the filtering kernels copy (about
-  :data:`layers.lc_kernels.STRIP_BYTES` per block of columns).
+  :data:`layers.lc_kernels.STRIP_BYTES` per block of columns);
+- runtime: the process before any model exists (interpreter, libraries), from the profile.
+
+In greedy mode each stage's phase is planned; the plan shown is the phase that needs the most
+memory, with every phase's memory and time listed.
 """
 
 from __future__ import annotations
@@ -100,11 +107,18 @@ class Plan:
     per_rank: list[RankPlan]
     device_bytes: int | None
     total_params: int
+    phases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def worst(self) -> RankPlan:
         """The rank with the most memory."""
         return max(self.per_rank, key=lambda r: r.memory["total"])
+
+    @property
+    def seconds(self) -> float | None:
+        """The predicted step time: the slowest rank's (None without rates)."""
+        times = [r.seconds["total"] for r in self.per_rank if r.seconds]
+        return max(times) if times else None
 
     @property
     def fits(self) -> bool | None:
@@ -115,7 +129,7 @@ class Plan:
         """Plain numbers for JSON."""
         return {"ranks": self.ranks, "grid": list(self.grid), "batch": self.batch, "dtype": self.dtype,
                 "stages_per_step": self.stages, "total_params": self.total_params,
-                "device_bytes": self.device_bytes, "fits": self.fits,
+                "device_bytes": self.device_bytes, "fits": self.fits, "phases": self.phases,
                 "per_rank": [asdict(r) | {"params": r.params} for r in self.per_rank]}
 
 
@@ -174,6 +188,75 @@ def _strip(layer: LayerCost, spec: Any, channels: int, batch: int, itemsize: int
     return min(strip, max(STRIP_BYTES, spec.k * spec.k * channels * batch * itemsize))
 
 
+#: Passes over a parameter block (read or write, elementwise) of one update, per optimiser.
+_UPDATE_PASSES = {"sgd": 10, "adagrad": 16}
+
+
+def _stage_of(name: str) -> int:
+    return int(name[len("stage"):name.index(".")])
+
+
+def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int], grid: tuple[int, int],
+               batch: int, itemsize: int, optimizer: str, stages: list[int]) -> tuple[RankPlan, dict[str, Any]]:
+    """One rank's memory and work counts for a step that trains ``stages``."""
+    top = max(stages)
+    shape, layers, act, workspace = input_shape, [], 0, 0
+    work: dict[str, Any] = {"kernels": {}, "windows": {}, "calls": 0, "copy_bytes": 0, "update_bytes": 0,
+                            "halo_bytes": 0, "messages": 0, "samples": batch,
+                            "sample_values": int(np.prod(input_shape))}
+    flops = 0
+
+    def kernel(name: str, fan: int, count: float) -> None:
+        work["kernels"][(name, fan)] = work["kernels"].get((name, fan), 0) + count
+
+    def window(op: str, side: int, values: int) -> None:
+        work["windows"][(op, side)] = work["windows"].get((op, side), 0) + values
+
+    def exchange(layer: LayerCost, times: int = 1) -> None:
+        work["copy_bytes"] += times * 2 * layer.box * itemsize  # the box assembled from blocks
+        work["halo_bytes"] += times * layer.halo * itemsize
+        work["messages"] += times * layer.peers
+
+    for s, spec in enumerate(specs):
+        mine, out = _stage_layers(s, spec, shape, grid, rank, batch)
+        layers += mine
+        if s <= top:
+            filt, pool, *rest = mine
+            norm = rest[0] if len(rest) == 2 else None
+            decoder = rest[-1]
+            fan = spec.k * spec.k * shape[2]
+            ran = [filt, pool] + ([norm] if norm and s < top else [])
+            act += sum(l.box + l.out for l in ran)
+            workspace = max(workspace, _strip(filt, spec, shape[2], batch, itemsize))
+            kernel("forward", fan, filt.flops)
+            window("pool_forward", spec.pool, pool.out)
+            if norm and s < top:
+                window("norm_forward", spec.lcn, norm.out)
+            for layer in ran:
+                exchange(layer)
+            work["calls"] += len(ran)
+            if s in stages:  # objective: decoder forward and the backward pass
+                act += decoder.out + decoder.box + 2 * filt.out + pool.out + pool.box
+                kernel("forward", fan, filt.flops)  # the decoder's backward: a filtering forward
+                kernel("input_grad", fan, filt.flops)  # the decoder's forward
+                kernel("weight_grad", fan, 2 * filt.flops)  # decoder and encoder weight gradients
+                window("pool_backward", spec.pool, pool.out)
+                exchange(filt, 2)  # decoder accumulate (forward) and fetch (backward)
+                exchange(pool)  # pooling backward's accumulate
+                work["calls"] += 4
+                work["update_bytes"] += _UPDATE_PASSES[optimizer] * 2 * filt.params * itemsize
+            flops += sum(l.flops for l in ran) + (4 * filt.flops + pool.flops if s in stages else 0)
+        shape = out
+    params = sum(l.params for l in layers)
+    trained = sum(l.params for l in layers if _stage_of(l.name) in stages)
+    memory = {"weights": params * itemsize, "gradients": trained * itemsize,
+              "optimizer": _SLOTS[optimizer] * trained * itemsize, "activations": act * itemsize,
+              "workspace": workspace}
+    plan = RankPlan(rank, (rank // grid[1], rank % grid[1]), layers, memory, flops, work["halo_bytes"],
+                    work["messages"])
+    return plan, work
+
+
 def plan_network(config: dict[str, Any], ranks: int, grid: Sequence[int] | None = None, batch: int | None = None,
                  device_gib: float | None = None, rates: Any = None, stages: Sequence[int] | None = None) -> Plan:
     """The per-rank costs of training ``config``'s network on ``ranks`` ranks.
@@ -191,14 +274,16 @@ def plan_network(config: dict[str, Any], ranks: int, grid: Sequence[int] | None 
     device_gib : float, optional
         Memory per rank, GiB, to check against.
     rates : Rates, optional
-        A machine profile (:mod:`models.profile`); without one no time is predicted.
+        A machine profile (:mod:`models.profile`); without one no time is predicted, and the
+        runtime's own memory (interpreter and libraries) is not counted.
     stages : sequence of int, optional
-        The stages a step trains (default: the last stage in greedy mode, the costliest to
-        reach; every stage in joint mode).
+        The stages a step trains. Default: every stage in joint mode; in greedy mode each
+        stage in turn (a phase each), the plan being that of the phase needing the most memory.
 
     Returns
     -------
     Plan
+        With ``phases``: per phase, its stages, the busiest rank's memory and predicted seconds.
     """
     model, train = config["model"], config["train"]
     specs = stage_specs(model["stages"])
@@ -209,44 +294,32 @@ def plan_network(config: dict[str, Any], ranks: int, grid: Sequence[int] | None 
     grid = tuple(int(g) for g in grid)
     if len(grid) != 2 or grid[0] * grid[1] != ranks:
         raise ValueError(f"expected a grid of 2 dimensions with {ranks} ranks, got {list(grid)}")
-    if stages is None:
-        stages = [len(specs) - 1] if train["mode"] == "greedy" else list(range(len(specs)))
+    if stages is not None:
+        phases = [sorted(set(int(s) for s in stages))]
+        if not phases[0] or phases[0][0] < 0 or phases[0][-1] >= len(specs):
+            raise ValueError(f"expected stages in range({len(specs)}), got {list(stages)}")
+    elif train["mode"] == "greedy":
+        phases = [[s] for s in range(len(specs))]
+    else:
+        phases = [list(range(len(specs)))]
     itemsize = np.dtype(model["dtype"]).itemsize
-    slots = _SLOTS[train["optimizer"]]
-    per_rank = []
-    for rank in range(ranks):
-        shape, layers, train_flops, act, halo, msgs, workspace = (h, w, c), [], 0, 0, 0, 0, 0
-        for s, spec in enumerate(specs):
-            mine, out = _stage_layers(s, spec, shape, grid, rank, batch)
-            layers += mine
-            if s <= max(stages):
-                filt, pool, *rest = mine
-                norm = rest[0] if len(rest) == 2 else None
-                decoder = rest[-1]
-                ran = [filt, pool] + ([norm] if norm and s < max(stages) else [])
-                act += sum(l.box + l.out for l in ran)
-                train_flops += sum(l.flops for l in ran)
-                halo += sum(l.halo for l in ran)
-                msgs += sum(l.peers for l in ran)
-                workspace = max(workspace, _strip(filt, spec, shape[2], batch, itemsize))
-                if s in stages:  # objective: decoder forward and the backward pass
-                    act += decoder.out + decoder.box + 2 * filt.out + pool.out + pool.box
-                    train_flops += 4 * filt.flops + pool.flops
-                    halo += 2 * filt.halo + pool.halo  # decoder accumulate and fetch, pooling accumulate
-                    msgs += 2 * filt.peers + pool.peers
-            shape = out
-        params = sum(l.params for l in layers)
-        memory = {"weights": params * itemsize, "gradients": params * itemsize,
-                  "optimizer": slots * params * itemsize, "activations": act * itemsize, "workspace": workspace}
-        memory["total"] = sum(memory.values())
-        plan = RankPlan(rank, (rank // grid[1], rank % grid[1]), layers, memory, train_flops, halo * itemsize, msgs)
-        if rates is not None:
-            plan.seconds = rates.predict(plan, params_trained=sum(
-                l.params for l in layers if int(l.name[5:l.name.index(".")]) in stages), itemsize=itemsize)
-        per_rank.append(plan)
-    total = sum(r.params for r in per_rank)
-    return Plan(ranks, grid, batch, str(np.dtype(model["dtype"])), list(stages), per_rank,
-                None if device_gib is None else int(device_gib * 2**30), total)
+    plans = []
+    for phase in phases:
+        per_rank = []
+        for rank in range(ranks):
+            plan, work = _rank_plan(rank, specs, (h, w, c), grid, batch, itemsize, train["optimizer"], phase)
+            plan.memory["runtime"] = rates.base_bytes if rates is not None else 0
+            plan.memory["total"] = sum(plan.memory.values())
+            if rates is not None:
+                plan.seconds = rates.predict(work, itemsize)
+            per_rank.append(plan)
+        plans.append(Plan(ranks, grid, batch, str(np.dtype(model["dtype"])), phase, per_rank,
+                          None if device_gib is None else int(device_gib * 2**30), sum(r.params for r in per_rank)))
+    chosen = max(plans, key=lambda p: p.worst.memory["total"])
+    chosen.phases = [{"stages": p.stages, "memory": p.worst.memory["total"],
+                      "seconds": p.seconds}
+                     for p in plans]
+    return chosen
 
 
 def suggest_grids(config: dict[str, Any], device_gib: float, max_ranks: int = 4096,
@@ -282,7 +355,8 @@ def format_plan(plan: Plan, rates: Any = None) -> str:
              f"stage(s) {plan.stages}; {plan.total_params:,} parameters in all (encoders and decoders)",
              f"busiest rank: {worst.rank} at grid coordinates {list(worst.coords)}"]
     names = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state",
-             "activations": f"activations (batch {plan.batch})", "workspace": "GEMM workspace", "total": "total"}
+             "activations": f"activations (batch {plan.batch})", "workspace": "GEMM workspace",
+             "runtime": "runtime (interpreter, libs)", "total": "total"}
     lines.append(f"  {'parameters':<26}{worst.params:>16,}")
     for key, label in names.items():
         lines.append(f"  {label:<26}{_size(worst.memory[key]):>16}")
@@ -295,6 +369,11 @@ def format_plan(plan: Plan, rates: Any = None) -> str:
         t = worst.seconds
         lines.append(f"  {'predicted step':<26}{t['total']:>14.4f} s  (compute {t['compute']:.4f}, memory "
                      f"{t['memory']:.4f}, communication {t['comm']:.4f}; rates: {rates.source if rates else '?'})")
+    if len(plan.phases) > 1:
+        lines.append("greedy phases (the busiest rank's memory; the slowest rank's step):")
+        for phase in plan.phases:
+            when = f", {phase['seconds']:.4f} s per step" if phase["seconds"] is not None else ""
+            lines.append(f"  training stage(s) {phase['stages']}: {_size(phase['memory'])}{when}")
     lines.append(f"layers of rank {worst.rank}: name, output (global), parameters, input box, halo, peers")
     itemsize = np.dtype(plan.dtype).itemsize
     for layer in worst.layers:

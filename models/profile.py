@@ -1,27 +1,48 @@
 """A machine profile for the planner: the rates its cost model uses, measured on this
 machine (``cots plan --calibrate``) or given by hand.
 
-- ``gemm_flops``: FLOP/s of one rank running the locally connected kernels
-  (:func:`layers.lc_kernels.lc_forward`, small batched GEMMs) at a Le et al.-sized window;
+Given by hand (the four ``cots plan`` rate flags), or measured:
+
+- ``gemm_flops``: FLOP/s of one rank running the locally connected kernels at a Le et
+  al.-sized window (18x18x3, 8 maps, batch 32);
 - ``memory_bw``: bytes/s of one rank streaming arrays (a large copy, counted as read plus write);
 - ``network_bw`` and ``latency``: a two-rank exchange of large and of 8-byte messages (each
   rank sends and receives at once, as halo exchanges do).
 
-The predicted step time is the sum of compute, memory traffic and communication (no overlap
-assumed, so it errs long where the layers hide their messages behind the interior's work).
+Measured only (absent from a hand-made profile, where the model falls back on the four):
+
+- ``kernel_flops``: FLOP/s of each filtering kernel (forward, input gradient, weight gradient)
+  at fan-ins from 75 to 2592, interpolated in log fan-in: small GEMMs run far below big ones;
+- ``window_seconds``: seconds per output value of L2 pooling (forward, backward) and local
+  contrast normalisation (forward) with 5x5 windows;
+- ``call_seconds``: the fixed cost of one layer call (Python, plans, bookkeeping);
+- ``data_seconds``: seconds to draw one sample of the bundled data set, as ``a + b * values``
+  (values = H x W x C): every rank draws the whole batch each step;
+- ``base_bytes``: resident memory of a rank before any model exists: interpreter, NumPy,
+  MPI, the packages and the bundled images (every rank holds its own copy of the data set).
+
+The predicted step time (:meth:`Rates.predict`) is the sum of compute, memory traffic and
+communication (no overlap assumed, so it errs long where the layers hide their messages
+behind the interior's work).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["Rates", "calibrate"]
+__all__ = ["Rates", "calibrate", "KERNELS"]
+
+#: The filtering kernels, as :mod:`layers.lc_kernels` names them.
+KERNELS = ("forward", "input_grad", "weight_grad")
+#: (k, channels) of the calibration windows: fan-ins 75, 192, 288, 972, 2592.
+_WINDOWS = ((5, 3), (8, 3), (6, 8), (18, 3), (18, 8))
 
 
 @dataclass(frozen=True)
@@ -33,20 +54,48 @@ class Rates:
     network_bw: float
     latency: float
     source: str = "given"
+    kernel_flops: Mapping[str, list] | None = None
+    window_seconds: Mapping[str, float] | None = None
+    call_seconds: float = 0.0
+    data_seconds: tuple[float, float] = (0.0, 0.0)
+    base_bytes: int = 0
 
     def __post_init__(self) -> None:
         if min(self.gemm_flops, self.memory_bw, self.network_bw) <= 0 or self.latency < 0:
             raise ValueError(f"expected positive rates and a latency >= 0, got {self}")
+        object.__setattr__(self, "data_seconds", tuple(float(v) for v in self.data_seconds))
 
-    def predict(self, plan: Any, params_trained: int, itemsize: int) -> dict[str, float]:
-        """Seconds of one training step of a :class:`~models.planner.RankPlan`: compute,
-        memory (each activation element written and read about 3 times; the optimiser's
-        update reads and writes weights, gradient and state), communication, total."""
-        compute = plan.flops / self.gemm_flops
-        traffic = 3 * plan.memory["activations"] + 6 * params_trained * itemsize
-        memory = traffic / self.memory_bw
-        comm = plan.halo_bytes / self.network_bw + plan.messages * self.latency
-        return {"compute": compute, "memory": memory, "comm": comm, "total": compute + memory + comm}
+    def kernel_rate(self, kernel: str, fan_in: int) -> float:
+        """FLOP/s of ``kernel`` at ``fan_in``: interpolated in log fan-in between measured
+        points (clamped at the ends), or ``gemm_flops`` without measurements."""
+        points = sorted((self.kernel_flops or {}).get(kernel, []))
+        if not points:
+            return self.gemm_flops
+        x = math.log(max(1, fan_in))
+        xs = [math.log(k) for k, _ in points]
+        return float(np.interp(x, xs, [r for _, r in points]))
+
+    def predict(self, work: Mapping[str, Any], itemsize: int) -> dict[str, float]:
+        """Seconds of one training step of one rank from its work counts
+        (:func:`models.planner.plan_network` makes them): compute (filtering kernels, pooling
+        and normalisation, fixed per-call costs, the data draw), memory (copies into halo
+        boxes and the optimiser's passes over weights, gradients and state), communication
+        (bytes over the network rate plus a latency per message), and their total."""
+        kernels = sum(flops / self.kernel_rate(kernel, fan_in) for (kernel, fan_in), flops in work["kernels"].items())
+        windows = 0.0
+        for (op, side), values in work["windows"].items():
+            if self.window_seconds and op in self.window_seconds:  # measured at side 5: pooling is
+                scale = side / 5 if op.startswith("pool") else (side / 5) ** 2  # separable, LCN is not
+                windows += values * self.window_seconds[op] * scale
+            else:  # no measurement: a pass over the values per window tap, read and write
+                windows += values * 2 * side * 2 * itemsize / self.memory_bw
+        a, b = self.data_seconds
+        overhead = work["calls"] * self.call_seconds + work["samples"] * (a + b * work["sample_values"])
+        compute = kernels + windows + overhead
+        memory = (work["copy_bytes"] + work["update_bytes"]) / self.memory_bw
+        comm = work["halo_bytes"] / self.network_bw + work["messages"] * self.latency
+        return {"compute": compute, "kernels": kernels, "windows": windows, "overhead": overhead,
+                "memory": memory, "comm": comm, "total": compute + memory + comm}
 
     def save(self, path: str | Path) -> Path:
         """Write the rates as JSON."""
@@ -74,16 +123,79 @@ def _best(run: Any, repeats: int) -> float:
     return min(times)
 
 
-def _gemm_rate(dtype: Any = np.float32) -> float:
-    from layers.lc_kernels import lc_forward
+def _kernel_rates(dtype: Any = np.float32) -> dict[str, list[list[float]]]:
+    """FLOP/s of each filtering kernel at each calibration fan-in: [[fan_in, rate], ...]."""
+    from layers.lc_kernels import lc_forward, lc_input_grad, lc_weight_grad
 
-    k, channels, maps, batch, out = 18, 3, 8, 32, 16  # a Le et al. window over a 16 x 16 block
+    maps, batch, out = 8, 32, 12  # Le et al.'s maps and batch over a 12 x 12 block of locations
     rng = np.random.default_rng(0)
-    xb = rng.standard_normal((out + k - 1, out + k - 1, channels, batch)).astype(dtype)  # (Hb, Wb, C, B)
-    w = rng.standard_normal((out, out, maps, k * k * channels)).astype(dtype)  # (oh, ow, M, K)
-    y = np.empty((out, out, maps, batch), dtype)
-    seconds = _best(lambda: lc_forward(xb, w, k, out=y), 5)
-    return 2.0 * w.size * batch / seconds
+    rates: dict[str, list[list[float]]] = {kernel: [] for kernel in KERNELS}
+    for k, channels in _WINDOWS:
+        side = out + k - 1
+        xb = rng.standard_normal((side, side, channels, batch)).astype(dtype)  # (Hb, Wb, C, B)
+        w = rng.standard_normal((out, out, maps, k * k * channels)).astype(dtype)  # (oh, ow, M, K)
+        y = np.empty((out, out, maps, batch), dtype)  # (oh, ow, M, B)
+        dw, dx = np.empty_like(w), np.zeros_like(xb)
+        runs = {"forward": lambda: lc_forward(xb, w, k, out=y),
+                "input_grad": lambda: lc_input_grad(w, y, k, 1, (side, side), out=dx),
+                "weight_grad": lambda: lc_weight_grad(xb, y, k, 1, out=dw)}
+        for kernel, run in runs.items():
+            run()  # warm up
+            rates[kernel].append([k * k * channels, 2.0 * w.size * batch / _best(run, 3)])
+    return rates
+
+
+def _window_seconds(dtype: Any = np.float32) -> dict[str, float]:
+    """Seconds per output value of 5x5 L2 pooling (forward, backward) and LCN (forward)."""
+    from layers.window_kernels import l2pool_backward, l2pool_forward, lcn_forward
+
+    p, maps, batch, out = 5, 8, 32, 16
+    xb = np.random.default_rng(1).standard_normal((out + p - 1, out + p - 1, maps, batch)).astype(dtype)
+    y = l2pool_forward(xb, p, 1, 1e-4)  # (out, out, M, B)
+    runs = {"pool_forward": lambda: l2pool_forward(xb, p, 1, 1e-4, out=y),
+            "pool_backward": lambda: l2pool_backward(xb, y, y, p, 1),
+            "norm_forward": lambda: lcn_forward(xb, p, p / 4.0, 0.1)}
+    return {op: _best(run, 3) / y.size for op, run in runs.items()}
+
+
+def _call_seconds() -> float:
+    """The fixed cost of one layer call: a 2x2 pooling forward of a 4x4 single-image input."""
+    import distarray as da
+    from distarray import comm
+    from layers import L2Pooling
+
+    grid = da.ProcessGrid((1, 1), comm=comm.self_comm())
+    layer = L2Pooling((4, 4, 1), 2, grid)
+    layout = layer.input_layout(1)
+    x = da.DistArray(np.ones(layout.box(0).shape, np.float32), layout, grid)  # (4, 4, 1, 1)
+    layer.forward(x)
+    return _best(lambda: layer.forward(x), 20)
+
+
+def _data_seconds(batch: int = 8) -> tuple[tuple[float, float], int]:
+    """Seconds to draw one bundled sample as ``a + b * values``, fitted to draws of 32x32x3
+    and 200x200x3 samples; and this process's resident bytes once the first data set is
+    loaded (what a training rank holds before its model: libraries and data)."""
+    from .data import BundledImages
+
+    points, base = [], 0
+    for side in (32, 200):
+        source = BundledImages((side, side), 3, seed=0)
+        source.batch(0, batch)
+        base = base or _resident_bytes()
+        points.append((side * side * 3, _best(lambda: source.batch(1, batch), 2) / batch))
+    (v0, t0), (v1, t1) = points
+    b = max(0.0, (t1 - t0) / (v1 - v0))
+    return (max(0.0, t0 - b * v0), b), base
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
 
 
 def _memory_rate() -> float:
@@ -116,15 +228,22 @@ def _network_rates(world: Any) -> tuple[float, float] | None:
 
 
 def calibrate(world: Any = None) -> Rates:
-    """Measure this machine's rates (collective over ``world``; at 2+ ranks, ranks 0 and 1
-    measure the network; on one rank the network rates are those of shared memory, from
-    the copy rate, with a 1 microsecond latency)."""
+    """Measure this machine's rates (collective over ``world``: every rank measures its own
+    kernels, rank 0's figures are kept; at 2+ ranks, ranks 0 and 1 measure the network; on one
+    rank the network rates are those of shared memory, from the copy rate, with a 1
+    microsecond latency). Takes a few seconds (it loads the bundled images once)."""
     from distarray import comm
 
     world = comm.world() if world is None else world
-    gemm, memory = _gemm_rate(), _memory_rate()
+    data, base = _data_seconds()  # first: the resident size before any test array
+    kernels = _kernel_rates()
+    gemm = kernels["forward"][_WINDOWS.index((18, 3))][1]  # the 18x18x3 forward
+    measured = (gemm, _memory_rate(), kernels, _window_seconds(), _call_seconds(), data, base)
     network = _network_rates(world)
-    gemm, memory = comm.allgather(world, (gemm, memory))[0]
+    gemm, memory, kernels, windows, call, data, base = comm.allgather(world, measured)[0]  # rank 0's
+    extra = {"kernel_flops": kernels, "window_seconds": windows, "call_seconds": call, "data_seconds": data,
+             "base_bytes": base}
     if network is None:
-        return Rates(gemm, memory, memory / 2, 1e-6, source="calibrated on 1 rank (network = shared memory)")
-    return Rates(gemm, memory, network[0], network[1], source=f"calibrated on {world.Get_size()} ranks")
+        return Rates(gemm, memory, memory / 2, 1e-6, source="calibrated on 1 rank (network = shared memory)",
+                     **extra)
+    return Rates(gemm, memory, network[0], network[1], source=f"calibrated on {world.Get_size()} ranks", **extra)

@@ -28,7 +28,7 @@ import numpy as np
 import distarray as da
 from distarray import comm
 
-from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import checkpoint_names, checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .config import stage_specs, to_toml
 from .data import make_dataset
 from .autoencoder import Losses
@@ -53,6 +53,11 @@ def _same_model(saved: dict[str, Any], now: dict[str, Any]) -> bool:
                 [spec.as_dict() for spec in stage_specs(model["stages"])])
 
     return normal(saved) == normal(now)
+
+
+def _stage_of(name: str) -> int:
+    """The stage of a parameter named "stage{s}.…"."""
+    return int(name[len("stage"):name.index(".")])
 
 
 class Trainer:
@@ -133,10 +138,11 @@ class Trainer:
         x = self.input_batch(step)
         t_data = time.perf_counter() - start
         stages = self.stages_at(step)
+        self.prepare(stages)
         losses = self.network.forward(x, stages)
         self.network.backward(stages)
-        grads = self.network.gradients()
-        names = [n for n in grads if int(n[len("stage"):n.index(".")]) in stages]
+        grads = self.network.gradients(stages)
+        names = list(grads)
         t_reduce = 0.0
         if self.replicas > 1:  # each group's gradients are means over its share: average them
             t0 = time.perf_counter()
@@ -160,6 +166,13 @@ class Trainer:
             "seconds": {"step": elapsed, "data": t_data, "comm": t_comm,
                         "compute": max(0.0, elapsed - t_data - t_comm)},
         }
+
+    def prepare(self, stages: list[int]) -> None:
+        """Free the gradients and optimiser state of every stage not in ``stages`` (each step
+        does this for the stages it trains: in greedy mode the trainer holds one stage's,
+        not all; local, no communication)."""
+        self.network.release_gradients(keep=stages)
+        self.optimizer.release([n for n in self.optimizer.params if _stage_of(n) not in stages])
 
     def _replica_mean(self, losses: dict[int, Losses]) -> dict[int, Losses]:
         """Collective: the objective's terms averaged over the replicas' shares of the batch."""
@@ -191,7 +204,12 @@ class Trainer:
 
     def load(self, path: str | Path) -> int:
         """Collective: restore parameters, optimiser state and step from a checkpoint
-        (written at any number of ranks); returns the step to continue from."""
+        (written at any number of ranks); returns the step to continue from. The optimiser
+        state the checkpoint holds (the stages being trained when it was written) is
+        allocated first."""
+        saved = [n[len("opt/"):] for n in checkpoint_names(path, self.grid.comm) if n.startswith("opt/")]
+        slots = {f"{n}.{slot}" for n in self.optimizer.params for slot in self.optimizer.slots}
+        self.optimizer.ensure_state(sorted({n.rsplit(".", 1)[0] for n in saved if n in slots}))
         meta = load_checkpoint(path, self._arrays())
         saved, now = meta["config"]["model"], self.config["model"]
         error = None if _same_model(saved, now) else ValueError(

@@ -190,6 +190,10 @@ def test_state_named_per_parameter_and_zero_initially(optimizer_class, slot, dty
     params = distribute(weights)
     opt = optimizer_class(params)
     assert optimizer_class.slots == (slot,)
+    assert opt.state == {}  # allocated at first update
+    opt.ensure_state(["w"])
+    assert sorted(opt.state) == [f"w.{slot}"]
+    opt.ensure_state()
     assert sorted(opt.state) == sorted(f"{name}.{slot}" for name in SHAPES)
     for name, p in params.items():
         state = opt.state[f"{name}.{slot}"]
@@ -207,9 +211,26 @@ def test_step_updates_only_the_named_parameters(optimizer_class, slot):
         assert np.all(opt.params[name].local != weights[name])
         assert np.any(opt.state[f"{name}.{slot}"].local != 0)
     np.testing.assert_array_equal(opt.params["b"].local, weights["b"])
-    assert np.all(opt.state[f"b.{slot}"].local == 0)
+    assert f"b.{slot}" not in opt.state  # never updated: no state held
     opt.step(distribute(grads[1]), 0.1, names=[])
     np.testing.assert_array_equal(opt.params["b"].local, weights["b"])
+
+
+@pytest.mark.parametrize("optimizer_class, slot", [(SGD, "momentum"), (Adagrad, "sum_sq")])
+def test_released_state_is_freed_and_restarts_from_zero(optimizer_class, slot):
+    weights, grads = draws(np.float64)
+    opt = optimizer_class(distribute(weights))
+    opt.step(distribute(grads[0]), 0.1)
+    opt.release(["w", "c"])
+    assert sorted(opt.state) == [f"b.{slot}"]
+    after = {name: opt.params[name].local.copy() for name in ("w", "c")}
+    opt.step(distribute(grads[1]), 0.1, names=["w", "c"])
+    fresh = optimizer_class(distribute(after))  # the same update from zero state
+    fresh.step(distribute(grads[1]), 0.1, names=["w", "c"])
+    for name in ("w", "c"):
+        np.testing.assert_array_equal(opt.params[name].local, fresh.params[name].local)
+    with pytest.raises(KeyError, match="expected parameter names"):
+        opt.release(["nope"])
 
 
 def test_step_needs_gradients_only_for_the_named_parameters():
