@@ -21,7 +21,7 @@ from layers import LocallyConnected2D, LocalContrastNorm
 
 from .autoencoder import Losses, SparseAutoencoder
 
-__all__ = ["StageSpec", "Network", "LE2012_STAGES"]
+__all__ = ["StageSpec", "Network", "LE2012_STAGES", "stage_of"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,11 @@ class StageSpec:
     def as_dict(self) -> dict[str, Any]:
         """The spec as a plain dict (for configs and manifests)."""
         return asdict(self)
+
+
+def stage_of(name: str) -> int:
+    """The stage of a parameter or layer named "stage{s}.…" (as :meth:`Network.parameters`)."""
+    return int(name[len("stage"):name.index(".")])
 
 
 #: Le et al.'s sizes: 18x18 receptive fields, 8 maps per location, 5x5 pooling and LCN.

@@ -37,6 +37,7 @@ from layers.geometry import Window, input_box, input_layout, output_layout
 from layers.lc_kernels import STRIP_BYTES
 
 from .config import stage_specs
+from .network import stage_of
 
 __all__ = ["LayerCost", "RankPlan", "Plan", "format_plan", "plan_network", "suggest_grids"]
 
@@ -192,9 +193,6 @@ def _strip(layer: LayerCost, spec: Any, channels: int, batch: int, itemsize: int
 _UPDATE_PASSES = {"sgd": 10, "adagrad": 16}
 
 
-def _stage_of(name: str) -> int:
-    return int(name[len("stage"):name.index(".")])
-
 
 def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int], grid: tuple[int, int],
                batch: int, itemsize: int, optimizer: str, stages: list[int]) -> tuple[RankPlan, dict[str, Any]]:
@@ -248,7 +246,7 @@ def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int
             flops += sum(l.flops for l in ran) + (4 * filt.flops + pool.flops if s in stages else 0)
         shape = out
     params = sum(l.params for l in layers)
-    trained = sum(l.params for l in layers if _stage_of(l.name) in stages)
+    trained = sum(l.params for l in layers if stage_of(l.name) in stages)
     memory = {"weights": params * itemsize, "gradients": trained * itemsize,
               "optimizer": _SLOTS[optimizer] * trained * itemsize, "activations": act * itemsize,
               "workspace": workspace}

@@ -33,7 +33,7 @@ from .config import stage_specs, to_toml
 from .data import make_dataset
 from .autoencoder import Losses
 from .metrics import MetricsLog, Progress, plot_loss, read_metrics
-from .network import Network
+from .network import Network, stage_of
 from .optim import Schedule, make_optimizer
 
 __all__ = ["Trainer", "build_network"]
@@ -54,10 +54,6 @@ def _same_model(saved: dict[str, Any], now: dict[str, Any]) -> bool:
 
     return normal(saved) == normal(now)
 
-
-def _stage_of(name: str) -> int:
-    """The stage of a parameter named "stage{s}.…"."""
-    return int(name[len("stage"):name.index(".")])
 
 
 class Trainer:
@@ -172,7 +168,7 @@ class Trainer:
         does this for the stages it trains: in greedy mode the trainer holds one stage's,
         not all; local, no communication)."""
         self.network.release_gradients(keep=stages)
-        self.optimizer.release([n for n in self.optimizer.params if _stage_of(n) not in stages])
+        self.optimizer.release([n for n in self.optimizer.params if stage_of(n) not in stages])
 
     def _replica_mean(self, losses: dict[int, Losses]) -> dict[int, Losses]:
         """Collective: the objective's terms averaged over the replicas' shares of the batch."""
