@@ -111,7 +111,7 @@ def _plan(args: argparse.Namespace) -> int:
     root = comm.world().Get_rank() == 0
     profile = Path(args.profile)
     if args.calibrate:
-        rates = calibrate()
+        rates = calibrate(block_bytes=int(args.calibrate_mib * 2**20))
         if root:
             rates.save(profile)
             print(f"cots plan: measured {rates.source}: GEMM {rates.gemm_flops / 1e9:.1f} GFLOP/s per rank, memory "
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--batch", type=int, help="batch size (default: train.batch)")
     plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     plan.add_argument("--calibrate", action="store_true", help="measure this machine's rates into --profile")
+    plan.add_argument("--calibrate-mib", type=float, default=256, metavar="MIB",
+                      help="filters per calibration block, MiB: keep it beyond the last-level cache (default 256)")
     plan.add_argument("--profile", default="runs/machine-profile.json",
                       help="machine profile to read or write (default runs/machine-profile.json)")
     plan.add_argument("--gemm-gflops", type=float, help="GEMM rate per rank, GFLOP/s (with the other three)")

@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 import distarray as da
 from distarray.backend import get_array_module
 
-__all__ = ["Schedule", "Optimizer", "SGD", "Adagrad", "make_optimizer"]
+__all__ = ["Schedule", "Optimizer", "SGD", "Adagrad", "make_optimizer", "OPTIMIZERS"]
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,17 @@ class Optimizer:
         names = self._names(names)
         self.ensure_state(names)
         for name in names:
-            w, g = self.params[name].local, grads[name].local
             state = [self.state[f"{name}.{slot}"].local for slot in self.slots]
-            for part in _parts(w, g, *state):  # chunks: temporaries stay small
-                wc, gc, *sc = part
-                if self.weight_decay:
-                    gc = gc + self.weight_decay * wc
-                self._update(wc, gc, sc, lr)
+            self.update_block(self.params[name].local, grads[name].local, state, lr)
+
+    def update_block(self, w, g, state: list, lr: float) -> None:
+        """Update one local block ``w`` in place from its gradient ``g`` and state arrays
+        (same shapes), chunk by chunk so that temporaries stay small."""
+        for part in _parts(w, g, *state):
+            wc, gc, *sc = part
+            if self.weight_decay:
+                gc = gc + self.weight_decay * wc
+            self._update(wc, gc, sc, lr)
 
     def _update(self, w, g, state: list, lr: float) -> None:
         """Update ``w`` in place from ``g`` and this optimiser's ``state`` slots (same shapes)."""
@@ -191,6 +195,10 @@ class Adagrad(Optimizer):
         w -= xp.asarray(lr, dtype=w.dtype) * step
 
 
+#: The optimisers by name (what ``train.optimizer`` accepts).
+OPTIMIZERS = ("sgd", "adagrad")
+
+
 def make_optimizer(name: str, params: Mapping[str, da.DistArray], momentum: float = 0.9,
                    weight_decay: float = 0.0, eps: float = 1e-8) -> Optimizer:
     """``"sgd"`` (with momentum) or ``"adagrad"``."""
@@ -198,4 +206,4 @@ def make_optimizer(name: str, params: Mapping[str, da.DistArray], momentum: floa
         return SGD(params, momentum, weight_decay)
     if name == "adagrad":
         return Adagrad(params, eps, weight_decay)
-    raise ValueError(f"expected optimizer 'sgd' or 'adagrad', got {name!r}")
+    raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {name!r}")

@@ -200,7 +200,7 @@ def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int
     top = max(stages)
     shape, layers, act, workspace = input_shape, [], 0, 0
     work: dict[str, Any] = {"kernels": {}, "windows": {}, "calls": 0, "copy_bytes": 0, "update_bytes": 0,
-                            "halo_bytes": 0, "messages": 0, "samples": batch,
+                            "optimizer": optimizer, "update_params": 0, "halo_bytes": 0, "messages": 0, "samples": batch,
                             "sample_values": int(np.prod(input_shape))}
     flops = 0
 
@@ -243,6 +243,7 @@ def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int
                 exchange(pool)  # pooling backward's accumulate
                 work["calls"] += 4
                 work["update_bytes"] += _UPDATE_PASSES[optimizer] * 2 * filt.params * itemsize
+                work["update_params"] += 2 * filt.params
             flops += sum(l.flops for l in ran) + (4 * filt.flops + pool.flops if s in stages else 0)
         shape = out
     params = sum(l.params for l in layers)

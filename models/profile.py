@@ -12,16 +12,24 @@ Given by hand (the four ``cots plan`` rate flags), or measured:
 Measured only (absent from a hand-made profile, where the model falls back on the four):
 
 - ``kernel_flops``: FLOP/s of each filtering kernel (forward, input gradient, weight gradient)
-  at fan-ins from 75 to 2592, interpolated in log fan-in: small GEMMs run far below big ones;
+  at fan-ins from 75 to 2592, interpolated in log fan-in: small GEMMs run far below big ones.
+  Each is timed on a block of locations whose filters fill ``block_bytes`` (256 MiB by
+  default), beyond the last-level cache, as a real layer's gigabytes of filters are: on the
+  2-core VM a 2592-wide forward ran at 82 GFLOP/s on 11 MiB of filters and 50 on 253 MiB;
 - ``window_seconds``: seconds per output value of L2 pooling (forward, backward) and local
-  contrast normalisation (forward) with 5x5 windows;
+  contrast normalisation (forward) with 5x5 windows, on inputs of a quarter of the block;
+- ``update_seconds``: seconds per parameter of each optimiser's in-place update (the
+  chunked code path of :meth:`models.optim.Optimizer.update_block`), over blocks beyond the
+  cache;
 - ``call_seconds``: the fixed cost of one layer call (Python, plans, bookkeeping);
 - ``data_seconds``: seconds to draw one sample of the bundled data set, as ``a + b * values``
   (values = H x W x C): every rank draws the whole batch each step;
 - ``base_bytes``: resident memory of a rank before any model exists: interpreter, NumPy,
   MPI, the packages and the bundled images (every rank holds its own copy of the data set).
 
-The predicted step time (:meth:`Rates.predict`) is the sum of compute, memory traffic and
+Every timing is the median of a few repeats, as the benchmarks report a median step: the
+model predicts a typical step, not the luckiest. The predicted step time
+(:meth:`Rates.predict`) is the sum of compute, memory traffic and
 communication (no overlap assumed, so it errs long where the layers hide their messages
 behind the interior's work).
 """
@@ -43,6 +51,8 @@ __all__ = ["Rates", "calibrate", "KERNELS"]
 KERNELS = ("forward", "input_grad", "weight_grad")
 #: (k, channels) of the calibration windows: fan-ins 75, 192, 288, 972, 2592.
 _WINDOWS = ((5, 3), (8, 3), (6, 8), (18, 3), (18, 8))
+#: Bytes of filters per calibration block: beyond any CPU's last-level cache (48 MiB here).
+BLOCK_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class Rates:
     kernel_flops: Mapping[str, list] | None = None
     window_seconds: Mapping[str, float] | None = None
     call_seconds: float = 0.0
+    update_seconds: Mapping[str, float] | None = None
     data_seconds: tuple[float, float] = (0.0, 0.0)
     base_bytes: int = 0
 
@@ -92,7 +103,8 @@ class Rates:
         a, b = self.data_seconds
         overhead = work["calls"] * self.call_seconds + work["samples"] * (a + b * work["sample_values"])
         compute = kernels + windows + overhead
-        memory = (work["copy_bytes"] + work["update_bytes"]) / self.memory_bw
+        updates = work.get("update_params", 0) * (self.update_seconds or {}).get(work.get("optimizer"), 0.0)
+        memory = (work["copy_bytes"] + (0 if updates else work["update_bytes"])) / self.memory_bw + updates
         comm = work["halo_bytes"] / self.network_bw + work["messages"] * self.latency
         return {"compute": compute, "kernels": kernels, "windows": windows, "overhead": overhead,
                 "memory": memory, "comm": comm, "total": compute + memory + comm}
@@ -114,26 +126,35 @@ class Rates:
             raise ValueError(f"expected a profile written by `cots plan --calibrate` at {path}: {exc}") from None
 
 
-def _best(run: Any, repeats: int) -> float:
+def _median_seconds(run: Any, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``run``."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return float(np.median(times))
 
 
-def _kernel_rates(dtype: Any = np.float32) -> dict[str, list[list[float]]]:
-    """FLOP/s of each filtering kernel at each calibration fan-in: [[fan_in, rate], ...]."""
+def _kernel_rates(block_bytes: int = BLOCK_BYTES, world: Any = None,
+                  dtype: Any = np.float32) -> dict[str, list[list[float]]]:
+    """FLOP/s of each filtering kernel at each calibration fan-in: [[fan_in, rate], ...],
+    timed on a square block of locations whose filters take about ``block_bytes`` (at least
+    4 x 4 locations); ranks of ``world`` start each kernel together, sharing the memory bus
+    as training ranks do."""
+    from distarray import comm
     from layers.lc_kernels import lc_forward, lc_input_grad, lc_weight_grad
 
-    maps, batch, out = 8, 32, 12  # Le et al.'s maps and batch over a 12 x 12 block of locations
+    maps, batch = 8, 32  # Le et al.'s maps and batch
+    itemsize = np.dtype(dtype).itemsize
     rng = np.random.default_rng(0)
     rates: dict[str, list[list[float]]] = {kernel: [] for kernel in KERNELS}
     for k, channels in _WINDOWS:
+        fan_in = k * k * channels
+        out = max(4, round(math.sqrt(block_bytes / (maps * fan_in * itemsize))))
         side = out + k - 1
-        xb = rng.standard_normal((side, side, channels, batch)).astype(dtype)  # (Hb, Wb, C, B)
-        w = rng.standard_normal((out, out, maps, k * k * channels)).astype(dtype)  # (oh, ow, M, K)
+        xb = rng.standard_normal((side, side, channels, batch), dtype=np.float32).astype(dtype)  # (Hb, Wb, C, B)
+        w = rng.standard_normal((out, out, maps, fan_in), dtype=np.float32).astype(dtype)  # (oh, ow, M, K)
         y = np.empty((out, out, maps, batch), dtype)  # (oh, ow, M, B)
         dw, dx = np.empty_like(w), np.zeros_like(xb)
         runs = {"forward": lambda: lc_forward(xb, w, k, out=y),
@@ -141,21 +162,27 @@ def _kernel_rates(dtype: Any = np.float32) -> dict[str, list[list[float]]]:
                 "weight_grad": lambda: lc_weight_grad(xb, y, k, 1, out=dw)}
         for kernel, run in runs.items():
             run()  # warm up
-            rates[kernel].append([k * k * channels, 2.0 * w.size * batch / _best(run, 3)])
+            if world is not None:
+                comm.barrier(world)
+            rates[kernel].append([fan_in, 2.0 * w.size * batch / _median_seconds(run, 3)])
+        del xb, w, y, dw, dx
     return rates
 
 
-def _window_seconds(dtype: Any = np.float32) -> dict[str, float]:
-    """Seconds per output value of 5x5 L2 pooling (forward, backward) and LCN (forward)."""
+def _window_seconds(block_bytes: int = BLOCK_BYTES, dtype: Any = np.float32) -> dict[str, float]:
+    """Seconds per output value of 5x5 L2 pooling (forward, backward) and LCN (forward), on
+    an input block of about ``block_bytes / 4`` (activations stream from memory too)."""
     from layers.window_kernels import l2pool_backward, l2pool_forward, lcn_forward
 
-    p, maps, batch, out = 5, 8, 32, 16
-    xb = np.random.default_rng(1).standard_normal((out + p - 1, out + p - 1, maps, batch)).astype(dtype)
+    p, maps, batch = 5, 8, 32
+    out = max(4, round(math.sqrt(block_bytes / 4 / (maps * batch * np.dtype(dtype).itemsize))))
+    xb = np.random.default_rng(1).standard_normal((out + p - 1, out + p - 1, maps, batch),
+                                                  dtype=np.float32).astype(dtype)  # (Hb, Wb, M, B)
     y = l2pool_forward(xb, p, 1, 1e-4)  # (out, out, M, B)
     runs = {"pool_forward": lambda: l2pool_forward(xb, p, 1, 1e-4, out=y),
             "pool_backward": lambda: l2pool_backward(xb, y, y, p, 1),
             "norm_forward": lambda: lcn_forward(xb, p, p / 4.0, 0.1)}
-    return {op: _best(run, 3) / y.size for op, run in runs.items()}
+    return {op: _median_seconds(run, 3) / y.size for op, run in runs.items()}
 
 
 def _call_seconds() -> float:
@@ -169,10 +196,10 @@ def _call_seconds() -> float:
     layout = layer.input_layout(1)
     x = da.DistArray(np.ones(layout.box(0).shape, np.float32), layout, grid)  # (4, 4, 1, 1)
     layer.forward(x)
-    return _best(lambda: layer.forward(x), 20)
+    return _median_seconds(lambda: layer.forward(x), 20)
 
 
-def _data_seconds(batch: int = 8) -> tuple[tuple[float, float], int]:
+def _data_seconds(batch: int = 32) -> tuple[tuple[float, float], int]:
     """Seconds to draw one bundled sample as ``a + b * values``, fitted to draws of 32x32x3
     and 200x200x3 samples; and this process's resident bytes once the first data set is
     loaded (what a training rank holds before its model: libraries and data)."""
@@ -183,7 +210,7 @@ def _data_seconds(batch: int = 8) -> tuple[tuple[float, float], int]:
         source = BundledImages((side, side), 3, seed=0)
         source.batch(0, batch)
         base = base or _resident_bytes()
-        points.append((side * side * 3, _best(lambda: source.batch(1, batch), 2) / batch))
+        points.append((side * side * 3, _median_seconds(lambda: source.batch(1, batch), 2) / batch))
     (v0, t0), (v1, t1) = points
     b = max(0.0, (t1 - t0) / (v1 - v0))
     return (max(0.0, t0 - b * v0), b), base
@@ -198,11 +225,28 @@ def _resident_bytes() -> int:
         return 0
 
 
-def _memory_rate() -> float:
-    a = np.ones(16 << 20, np.float32)  # 64 MiB
+def _memory_rate(block_bytes: int = BLOCK_BYTES) -> float:
+    """Bytes/s of a copy of ``block_bytes`` (read plus write)."""
+    a = np.ones(max(1, block_bytes // 4), np.float32)
     b = np.empty_like(a)
-    seconds = _best(lambda: np.copyto(b, a), 5)
+    seconds = _median_seconds(lambda: np.copyto(b, a), 5)
     return 2.0 * a.nbytes / seconds
+
+
+def _update_seconds(block_bytes: int = BLOCK_BYTES) -> dict[str, float]:
+    """Seconds per parameter of each optimiser's update of a ``block_bytes`` block (with its
+    gradient and state, as large)."""
+    from .optim import OPTIMIZERS, make_optimizer
+
+    n = max(1, block_bytes // 4)
+    w, g = np.ones(n, np.float32), np.full(n, 1e-3, np.float32)
+    seconds = {}
+    for name in OPTIMIZERS:
+        optimizer = make_optimizer(name, {})
+        state = [np.zeros_like(w) for _ in optimizer.slots]
+        optimizer.update_block(w, g, state, 1e-3)  # warm up
+        seconds[name] = _median_seconds(lambda: optimizer.update_block(w, g, state, 1e-3), 3) / n
+    return seconds
 
 
 def _network_rates(world: Any) -> tuple[float, float] | None:
@@ -221,28 +265,35 @@ def _network_rates(world: Any) -> tuple[float, float] | None:
             results.append(None)
             continue
         comm.sendrecv(world, send, peer, recv, peer)  # warm up
-        results.append(_best(lambda: comm.sendrecv(world, send, peer, recv, peer), 10 if size > 8 else 200))
+        results.append(_median_seconds(lambda: comm.sendrecv(world, send, peer, recv, peer), 10 if size > 8 else 200))
     measured = comm.allgather(world, results if rank == 0 else None)[0]
     latency, big = measured
     return (8 << 20) / max(big - latency, 1e-12), latency
 
 
-def calibrate(world: Any = None) -> Rates:
+def calibrate(world: Any = None, block_bytes: int = BLOCK_BYTES) -> Rates:
     """Measure this machine's rates (collective over ``world``: every rank measures its own
-    kernels, rank 0's figures are kept; at 2+ ranks, ranks 0 and 1 measure the network; on one
-    rank the network rates are those of shared memory, from the copy rate, with a 1
-    microsecond latency). Takes a few seconds (it loads the bundled images once)."""
+    kernels, on filter blocks of ``block_bytes``, all at once; rank 0's figures are kept; at
+    2+ ranks, ranks 0 and 1 measure the network; on one rank the network rates are those of
+    shared memory, from the copy rate, with a 1 microsecond latency). Takes about half a
+    minute at the default block (it loads the bundled images once)."""
+    if block_bytes < 1:
+        raise ValueError(f"expected block_bytes >= 1, got {block_bytes}")
     from distarray import comm
 
     world = comm.world() if world is None else world
     data, base = _data_seconds()  # first: the resident size before any test array
-    kernels = _kernel_rates()
+    kernels = _kernel_rates(block_bytes, world)
     gemm = kernels["forward"][_WINDOWS.index((18, 3))][1]  # the 18x18x3 forward
-    measured = (gemm, _memory_rate(), kernels, _window_seconds(), _call_seconds(), data, base)
+    comm.barrier(world)
+    memory = _memory_rate(block_bytes)
+    comm.barrier(world)
+    updates = _update_seconds(block_bytes)
+    measured = (gemm, memory, kernels, updates, _window_seconds(block_bytes), _call_seconds(), data, base)
     network = _network_rates(world)
-    gemm, memory, kernels, windows, call, data, base = comm.allgather(world, measured)[0]  # rank 0's
+    gemm, memory, kernels, updates, windows, call, data, base = comm.allgather(world, measured)[0]  # rank 0's
     extra = {"kernel_flops": kernels, "window_seconds": windows, "call_seconds": call, "data_seconds": data,
-             "base_bytes": base}
+             "base_bytes": base, "update_seconds": updates}
     if network is None:
         return Rates(gemm, memory, memory / 2, 1e-6, source="calibrated on 1 rank (network = shared memory)",
                      **extra)

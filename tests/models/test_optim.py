@@ -282,7 +282,7 @@ def test_hyper_defaults_are_floats():
 
 
 @pytest.mark.parametrize("name, kwargs, fragment", [
-    ("adam", {}, "expected optimizer 'sgd' or 'adagrad', got 'adam'"),
+    ("adam", {}, "expected optimizer in ('sgd', 'adagrad'), got 'adam'"),
     ("SGD", {}, "got 'SGD'"),
     ("sgd", {"momentum": 1.0}, "0 <= momentum < 1, got 1.0"),
     ("sgd", {"momentum": -0.1}, "0 <= momentum < 1"),

@@ -112,6 +112,9 @@ def test_cost_model_arithmetic_on_given_work():
     assert t["windows"] == pytest.approx(1e6 * 1e-9 * 2 + 1e6 * 2 * 5 * 2 * 4 / 2e9)  # measured (scaled), fallback
     assert t["overhead"] == pytest.approx(10 * 1e-4 + 4 * (1e-3 + 1e-8 * 1e5))
     assert t["memory"] == pytest.approx(4e9 / 2e9) and t["comm"] == pytest.approx(0.1 + 6e-5)
+    measured = Rates(1e9, 2e9, 1e8, 1e-5, update_seconds={"adagrad": 2e-9, "sgd": 1e-9})
+    t = measured.predict({**work, "optimizer": "adagrad", "update_params": 1e9}, itemsize=4)
+    assert t["memory"] == pytest.approx(1e9 / 2e9 + 1e9 * 2e-9)  # copies by bandwidth, the update as measured
 
 
 def test_profile_round_trip(tmp_path):
@@ -140,7 +143,7 @@ def test_cli_plan_json_and_suggestion(tmp_path):
 
 def test_cli_calibrate_then_plan(tmp_path):
     profile = tmp_path / "profile.json"
-    done = cots_plan("--calibrate", "--profile", str(profile))
+    done = cots_plan("--calibrate", "--calibrate-mib", "4", "--profile", str(profile))
     assert done.returncode == 0 and profile.is_file(), done.stderr
     rates = Rates.load(profile)
     assert rates.gemm_flops > 1e8 and rates.memory_bw > 1e8
@@ -149,6 +152,7 @@ def test_cli_calibrate_then_plan(tmp_path):
                for points in rates.kernel_flops.values())
     assert sorted(rates.window_seconds) == ["norm_forward", "pool_backward", "pool_forward"]
     assert 0 < rates.call_seconds < 0.1 and rates.data_seconds[0] + rates.data_seconds[1] > 0
+    assert sorted(rates.update_seconds) == ["adagrad", "sgd"] and all(0 < v < 1e-6 for v in rates.update_seconds.values())
     assert 10 * 2**20 < rates.base_bytes < 2**31  # the interpreter, libraries and images
     done = cots_plan("configs/demo.toml", "--ranks", "3", "--grid", "1x3", "--profile", str(profile))
     assert done.returncode == 0 and "grid [1, 3]" in done.stdout and "predicted step" in done.stdout
