@@ -111,7 +111,9 @@ def _plan(args: argparse.Namespace) -> int:
     root = comm.world().Get_rank() == 0
     profile = Path(args.profile)
     if args.calibrate:
-        rates = calibrate(block_bytes=int(args.calibrate_mib * 2**20))
+        if not args.calibrate_mib > 0:
+            raise UsageError(f"expected --calibrate-mib > 0, got {args.calibrate_mib:g}")
+        rates = calibrate(block_bytes=max(1, int(args.calibrate_mib * 2**20)))
         if root:
             rates.save(profile)
             print(f"cots plan: measured {rates.source}: GEMM {rates.gemm_flops / 1e9:.1f} GFLOP/s per rank, memory "

@@ -162,6 +162,7 @@ def test_cli_calibrate_then_plan(tmp_path):
     (["configs/demo.toml"], "expected a configuration and --ranks N"),
     (["configs/demo.toml", "--ranks", "2", "--grid", "3x1"], "with 2 ranks, got [3, 1]"),
     (["configs/demo.toml", "--ranks", "2", "--gemm-gflops", "5"], "expected all of --gemm-gflops"),
+    (["--calibrate", "--calibrate-mib", "0"], "expected --calibrate-mib > 0, got 0"),
 ])
 def test_cli_bad_input(args, message):
     done = cots_plan(*args)
