@@ -21,7 +21,9 @@ __all__ = ["random_block", "random_global"]
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_CHUNK = 1 << 22  # elements per slab: bounds the uint64/float64 temporaries
+_CHUNK = 1 << 22  # elements per slab: bounds the index array (and a GPU pass)
+_PASS = 1 << 15  # elements per CPU pass: its scratch stays in the L2 cache
+_DISTS = ("uniform", "normal")
 
 
 def _mix(z: Any) -> Any:
@@ -49,21 +51,46 @@ def _indices(shape: Sequence[int], box: Box, xp: ModuleType) -> Any:
     return index  # (box shape)
 
 
-def _unit(index: Any, key: np.uint64, stream: int) -> Any:
-    """Uniform float64 in [0, 1) from 53 bits of the hash of (key, 2 * index + stream)."""
-    counter = index * np.uint64(2) + np.uint64(stream + 1)
-    bits = _mix(key + counter * _GOLDEN)
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+def _unit(index: Any, key: np.uint64, stream: int, z: Any, tmp: Any, out: Any, xp: ModuleType) -> Any:
+    """Uniform float64 in [0, 1) from 53 bits of the hash of (key, 2 * index + stream), into
+    ``out``; ``z`` and ``tmp`` are uint64 scratch of the same size (everything in place: the
+    arithmetic, and so the values, are those of the formula in the module docstring)."""
+    xp.multiply(index, np.uint64(2), out=z)
+    z += np.uint64(stream + 1)
+    z *= _GOLDEN
+    z += key
+    for shift, factor in ((30, _M1), (27, _M2), (31, None)):  # SplitMix64's output function
+        xp.right_shift(z, np.uint64(shift), out=tmp)
+        z ^= tmp
+        if factor is not None:
+            z *= factor
+    z >>= np.uint64(11)
+    out[...] = z  # exact: 53 bits
+    out *= 1.0 / 2**53
+    return out
 
 
-def _draw(index: Any, key: np.uint64, dist: str, a: float, b: float, xp: ModuleType) -> Any:
+def _draw(index: Any, key: np.uint64, dist: str, a: float, b: float, scratch: list, xp: ModuleType) -> Any:
+    """The float64 values at the flat uint64 ``index`` (a view of ``scratch[2]``; ``scratch``
+    holds two uint64 and two float64 arrays at least as long)."""
+    z, tmp, u, v = (buf[:index.size] for buf in scratch)
     if dist == "uniform":
-        return a + (b - a) * _unit(index, key, 0)
-    if dist == "normal":
-        u1 = 1.0 - _unit(index, key, 0)  # (0, 1]
-        u2 = _unit(index, key, 1)
-        return a + b * xp.sqrt(-2.0 * xp.log(u1)) * xp.cos(2.0 * np.pi * u2)
-    raise ValueError(f"expected dist 'uniform' or 'normal', got {dist!r}")
+        _unit(index, key, 0, z, tmp, u, xp)
+        u *= b - a
+        u += a
+        return u
+    _unit(index, key, 0, z, tmp, u, xp)  # Box-Muller: a + b sqrt(-2 log(1 - u1)) cos(2 pi u2)
+    xp.subtract(1.0, u, out=u)  # (0, 1]
+    xp.log(u, out=u)
+    u *= -2.0
+    xp.sqrt(u, out=u)
+    u *= b
+    _unit(index, key, 1, z, tmp, v, xp)
+    v *= 2.0 * np.pi
+    xp.cos(v, out=v)
+    u *= v
+    u += a
+    return u
 
 
 def random_block(
@@ -93,17 +120,27 @@ def random_block(
     xp : module
         numpy or cupy.
     """
+    if dist not in _DISTS:
+        raise ValueError(f"expected dist 'uniform' or 'normal', got {dist!r}")
     key = _key(seed)
     out = xp.empty(box.shape, dtype=dtype)  # (box shape)
-    rows = max(1, _CHUNK // max(1, box.size // max(1, box.shape[0]))) if box.ndim else 1
+    if box.size == 0:
+        return out
+    flat = out.reshape(-1)
+    per_row = box.size // box.shape[0] if box.ndim else 1
+    rows = max(1, _CHUNK // per_row)  # rows per slab: bounds the slab's index array
+    step = min(_PASS if xp is np else _CHUNK, box.size)  # elements per pass
+    scratch = [xp.empty(step, xp.uint64), xp.empty(step, xp.uint64), xp.empty(step, xp.float64),
+               xp.empty(step, xp.float64)]
+    slabs = [(0, box)] if box.ndim == 0 else [
+        (start - box.lo[0], Box((start,) + box.lo[1:], (min(start + rows, box.hi[0]),) + box.hi[1:]))
+        for start in range(box.lo[0], box.hi[0], rows)]
     with np.errstate(over="ignore"):
-        if box.ndim == 0:
-            return xp.asarray(_draw(xp.zeros((), xp.uint64), key, dist, a, b, xp), dtype=dtype)
-        for start in range(box.lo[0], box.hi[0], rows):
-            stop = min(start + rows, box.hi[0])
-            slab = Box((start,) + box.lo[1:], (stop,) + box.hi[1:])
-            values = _draw(_indices(shape, slab, xp), key, dist, a, b, xp)
-            out[start - box.lo[0]:stop - box.lo[0]] = values.astype(dtype)
+        for first, slab in slabs:
+            index = _indices(shape, slab, xp).reshape(-1)  # (slab size,) uint64
+            dest = flat[first * per_row:first * per_row + index.size]
+            for j in range(0, index.size, step):
+                dest[j:j + step] = _draw(index[j:j + step], key, dist, a, b, scratch, xp)  # cast to dtype
     return out
 
 

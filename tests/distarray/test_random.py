@@ -149,16 +149,51 @@ def test_unknown_dist():
         random_global((3,), 0, "gamma")
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 5, 13])
+def whole_array_formula(shape, seed: int, dist: str, a: float, b: float) -> np.ndarray:
+    """The module's formula evaluated on the whole array at once, out of place, in the
+    documented order (what random_global computed before it worked in small in-place passes;
+    the networks' initial weights must not change)."""
+    m1, m2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+    def mix(z):
+        z = (z ^ (z >> np.uint64(30))) * m1
+        z = (z ^ (z >> np.uint64(27))) * m2
+        return z ^ (z >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        key = mix(np.array([seed], np.uint64))[0]
+        index = np.arange(int(np.prod(shape)), dtype=np.uint64).reshape(shape)
+
+        def unit(stream):
+            bits = mix(key + (index * np.uint64(2) + np.uint64(stream + 1)) * np.uint64(GOLDEN))
+            return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+
+        if dist == "uniform":
+            return a + (b - a) * unit(0)
+        return a + b * np.sqrt(-2.0 * np.log(1.0 - unit(0))) * np.cos(2.0 * np.pi * unit(1))
+
+
+@pytest.mark.parametrize("dist, a, b", [("uniform", -0.03, 0.03), ("normal", 0.25, 1.7)])
+def test_bit_identical_to_whole_array_formula(dist, a, b):
+    """Many in-place passes (more than one pass per slab here) give exactly the formula's
+    values, in float64 and after the cast to float32."""
+    shape = (3, 130, 200)  # 78,000 elements: several passes of distarray.random._PASS
+    expect = whole_array_formula(shape, 2**40 + 9, dist, a, b)
+    np.testing.assert_array_equal(random_global(shape, 2**40 + 9, dist, a, b, dtype=np.float64), expect)
+    np.testing.assert_array_equal(random_global(shape, 2**40 + 9, dist, a, b), expect.astype(np.float32))
+
+
+@pytest.mark.parametrize("chunk, passes", [(1, 1), (2, 3), (5, 7), (13, 64), (13, 1 << 15)])
 @pytest.mark.parametrize("shape, box", [
     ((17, 6, 5), Box((3, 1, 0), (16, 6, 4))),
     ((40,), Box((7,), (33,))),
     ((9, 8), Box((0, 0), (9, 8))),
 ])
-def test_chunking_does_not_change_values(monkeypatch, chunk, shape, box):
-    """Slab chunking (distarray.random._CHUNK) changes memory use, never values."""
+def test_chunking_does_not_change_values(monkeypatch, chunk, passes, shape, box):
+    """Slabs (distarray.random._CHUNK) and passes (_PASS) change memory use, never values."""
     expect = random_block(shape, box, 17, "normal", dtype=np.float64)
     monkeypatch.setattr(drandom, "_CHUNK", chunk)
+    monkeypatch.setattr(drandom, "_PASS", passes)
     got = random_block(shape, box, 17, "normal", dtype=np.float64)
     np.testing.assert_array_equal(got, expect)
     np.testing.assert_array_equal(random_global(shape, 17, "normal", dtype=np.float64)[box.slices()], got)
