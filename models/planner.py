@@ -189,18 +189,14 @@ def _strip(layer: LayerCost, spec: Any, channels: int, batch: int, itemsize: int
     return min(strip, max(STRIP_BYTES, spec.k * spec.k * channels * batch * itemsize))
 
 
-#: Passes over a parameter block (read or write, elementwise) of one update, per optimiser.
-_UPDATE_PASSES = {"sgd": 10, "adagrad": 16}
-
-
 
 def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int], grid: tuple[int, int],
                batch: int, itemsize: int, optimizer: str, stages: list[int]) -> tuple[RankPlan, dict[str, Any]]:
     """One rank's memory and work counts for a step that trains ``stages``."""
     top = max(stages)
     shape, layers, act, workspace = input_shape, [], 0, 0
-    work: dict[str, Any] = {"kernels": {}, "windows": {}, "calls": 0, "copy_bytes": 0, "update_bytes": 0,
-                            "optimizer": optimizer, "update_params": 0, "halo_bytes": 0, "messages": 0, "samples": batch,
+    work: dict[str, Any] = {"kernels": {}, "windows": {}, "calls": 0, "copy_bytes": 0, "optimizer": optimizer,
+                            "update_params": 0, "halo_bytes": 0, "messages": 0, "samples": batch,
                             "sample_values": int(np.prod(input_shape))}
     flops = 0
 
@@ -242,7 +238,6 @@ def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int
                 exchange(filt, 2)  # decoder accumulate (forward) and fetch (backward)
                 exchange(pool)  # pooling backward's accumulate
                 work["calls"] += 4
-                work["update_bytes"] += _UPDATE_PASSES[optimizer] * 2 * filt.params * itemsize
                 work["update_params"] += 2 * filt.params
             flops += sum(l.flops for l in ran) + (4 * filt.flops + pool.flops if s in stages else 0)
         shape = out

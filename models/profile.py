@@ -53,6 +53,9 @@ KERNELS = ("forward", "input_grad", "weight_grad")
 _WINDOWS = ((5, 3), (8, 3), (6, 8), (18, 3), (18, 8))
 #: Bytes of filters per calibration block: beyond any CPU's last-level cache (48 MiB here).
 BLOCK_BYTES = 256 << 20
+#: Passes over a parameter block (read or write, elementwise) of one update, per optimiser:
+#: the update's cost in a profile that did not measure it.
+UPDATE_PASSES = {"sgd": 10, "adagrad": 16}
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,11 @@ class Rates:
         a, b = self.data_seconds
         overhead = work["calls"] * self.call_seconds + work["samples"] * (a + b * work["sample_values"])
         compute = kernels + windows + overhead
-        updates = work.get("update_params", 0) * (self.update_seconds or {}).get(work.get("optimizer"), 0.0)
-        memory = (work["copy_bytes"] + (0 if updates else work["update_bytes"])) / self.memory_bw + updates
+        if self.update_seconds and work["optimizer"] in self.update_seconds:
+            per_param = self.update_seconds[work["optimizer"]]
+        else:  # not measured: the update's passes over weights, gradients and state
+            per_param = UPDATE_PASSES[work["optimizer"]] * itemsize / self.memory_bw
+        memory = work["copy_bytes"] / self.memory_bw + work["update_params"] * per_param
         comm = work["halo_bytes"] / self.network_bw + work["messages"] * self.latency
         return {"compute": compute, "kernels": kernels, "windows": windows, "overhead": overhead,
                 "memory": memory, "comm": comm, "total": compute + memory + comm}
@@ -136,6 +142,11 @@ def _median_seconds(run: Any, repeats: int) -> float:
     return float(np.median(times))
 
 
+def _square_side(block_bytes: int, bytes_per_location: int) -> int:
+    """Side of a square block of locations taking about ``block_bytes`` (at least 4)."""
+    return max(4, round(math.sqrt(block_bytes / bytes_per_location)))
+
+
 def _kernel_rates(block_bytes: int = BLOCK_BYTES, world: Any = None,
                   dtype: Any = np.float32) -> dict[str, list[list[float]]]:
     """FLOP/s of each filtering kernel at each calibration fan-in: [[fan_in, rate], ...],
@@ -151,7 +162,7 @@ def _kernel_rates(block_bytes: int = BLOCK_BYTES, world: Any = None,
     rates: dict[str, list[list[float]]] = {kernel: [] for kernel in KERNELS}
     for k, channels in _WINDOWS:
         fan_in = k * k * channels
-        out = max(4, round(math.sqrt(block_bytes / (maps * fan_in * itemsize))))
+        out = _square_side(block_bytes, maps * fan_in * itemsize)
         side = out + k - 1
         xb = rng.standard_normal((side, side, channels, batch), dtype=np.float32).astype(dtype)  # (Hb, Wb, C, B)
         w = rng.standard_normal((out, out, maps, fan_in), dtype=np.float32).astype(dtype)  # (oh, ow, M, K)
@@ -175,7 +186,7 @@ def _window_seconds(block_bytes: int = BLOCK_BYTES, dtype: Any = np.float32) -> 
     from layers.window_kernels import l2pool_backward, l2pool_forward, lcn_forward
 
     p, maps, batch = 5, 8, 32
-    out = max(4, round(math.sqrt(block_bytes / 4 / (maps * batch * np.dtype(dtype).itemsize))))
+    out = _square_side(block_bytes // 4, maps * batch * np.dtype(dtype).itemsize)
     xb = np.random.default_rng(1).standard_normal((out + p - 1, out + p - 1, maps, batch),
                                                   dtype=np.float32).astype(dtype)  # (Hb, Wb, M, B)
     y = l2pool_forward(xb, p, 1, 1e-4)  # (out, out, M, B)

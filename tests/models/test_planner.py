@@ -105,7 +105,8 @@ def test_cost_model_arithmetic_on_given_work():
     assert rates.kernel_rate("weight_grad", 1000) == 1e9  # not measured: gemm_flops
     work = {"kernels": {("forward", 1000): 5e9, ("weight_grad", 100): 1e9},
             "windows": {("pool_forward", 10): 1e6, ("norm_forward", 5): 1e6}, "calls": 10,
-            "samples": 4, "sample_values": 1e5, "copy_bytes": 1e9, "update_bytes": 3e9,
+            "samples": 4, "sample_values": 1e5, "copy_bytes": 1e9,
+            "optimizer": "adagrad", "update_params": 3e9 / (16 * 4),  # 16 passes of 4 bytes: 3e9 bytes
             "halo_bytes": 1e7, "messages": 6}
     t = rates.predict(work, itemsize=4)
     assert t["kernels"] == pytest.approx(2.0 + 1.0)
@@ -113,7 +114,7 @@ def test_cost_model_arithmetic_on_given_work():
     assert t["overhead"] == pytest.approx(10 * 1e-4 + 4 * (1e-3 + 1e-8 * 1e5))
     assert t["memory"] == pytest.approx(4e9 / 2e9) and t["comm"] == pytest.approx(0.1 + 6e-5)
     measured = Rates(1e9, 2e9, 1e8, 1e-5, update_seconds={"adagrad": 2e-9, "sgd": 1e-9})
-    t = measured.predict({**work, "optimizer": "adagrad", "update_params": 1e9}, itemsize=4)
+    t = measured.predict({**work, "update_params": 1e9}, itemsize=4)
     assert t["memory"] == pytest.approx(1e9 / 2e9 + 1e9 * 2e-9)  # copies by bandwidth, the update as measured
 
 
