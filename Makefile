@@ -37,9 +37,9 @@ demo: venv
 	@echo "the report: $(CURDIR)/runs/demo/report.html"
 
 bench: venv
-	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py benchmarks/halo.py
-	$(ONE_THREAD) $(BIN)/python benchmarks/layers.py --threads 1
-	$(ONE_THREAD) $(BIN)/python benchmarks/train.py
+	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py benchmarks/bench_halo.py
+	$(ONE_THREAD) $(BIN)/python benchmarks/bench_layers.py --threads 1
+	$(ONE_THREAD) $(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import platform
 import socket
+import sys
+from pathlib import Path
 
 
 def machine() -> dict:
@@ -20,13 +24,16 @@ def machine() -> dict:
             "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
 
 
-def use_packages(root) -> None:
-    """Make ``import layers`` find the package, not benchmarks/layers.py: take this folder off
-    ``sys.path`` and put the repository ``root`` first (call before importing the packages)."""
-    import sys
-    from pathlib import Path
+def header(benchmark: str) -> dict:
+    """The fields every benchmark's JSON opens with: its name, the UTC time, the command, machine, Python."""
+    return {"benchmark": benchmark,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+            "machine": machine(), "python": platform.python_version()}
 
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+
+def write_result(path: Path, result: dict, indent: int = 2) -> None:
+    """Write a benchmark's result as JSON to ``path`` (creating its folder) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=indent) + "\n")
+    print(f"wrote {path}")

@@ -6,58 +6,29 @@ arriving by point-to-point messages; :meth:`DistArray.accumulate`, the exact adj
 values back into their owners. Plans are computed once and reused every step.
 """
 
-from .array import DistArray, halo_box
-from .backend import available_backends, get_array_module, gpu_available
-from .box import Box, as_box
-from .creation import (
-    agreed_layout,
-    empty,
-    empty_like,
-    from_global,
-    full,
-    normal,
-    scatter,
-    uniform,
-    zeros,
-    zeros_like,
-)
-from .device import use_local_gpu
-from .exchange import AccumulatePlan, FetchPlan
-from .grid import ProcessGrid, factor_grid
-from .layout import Layout, balanced_blocks
-from .pattern import Pattern, Piece, exchange_pattern
-from .random import random_block, random_global
+from __future__ import annotations
+
+from .lazy import exports
+
+#: The public names by module. They load on first use (PEP 562), so that the pure modules
+#: (box, layout, pattern, random, backend) import without loading MPI.
+_MODULES = {
+    "array": ("DistArray", "halo_box"),
+    "backend": ("available_backends", "get_array_module", "gpu_available"),
+    "box": ("Box", "as_box"),
+    "creation": ("agreed_layout", "empty", "empty_like", "from_global", "full", "normal", "scatter", "uniform",
+                 "zeros", "zeros_like"),
+    "device": ("use_local_gpu",),
+    "exchange": ("AccumulatePlan", "FetchPlan"),
+    "grid": ("ProcessGrid", "factor_grid"),
+    "layout": ("Layout", "balanced_blocks"),
+    "pattern": ("Pattern", "Piece", "exchange_pattern"),
+    "random": ("random_block", "random_global"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AccumulatePlan",
-    "Box",
-    "DistArray",
-    "FetchPlan",
-    "Layout",
-    "Pattern",
-    "Piece",
-    "ProcessGrid",
-    "agreed_layout",
-    "as_box",
-    "available_backends",
-    "balanced_blocks",
-    "empty",
-    "empty_like",
-    "exchange_pattern",
-    "factor_grid",
-    "from_global",
-    "full",
-    "get_array_module",
-    "gpu_available",
-    "halo_box",
-    "normal",
-    "random_block",
-    "random_global",
-    "scatter",
-    "uniform",
-    "use_local_gpu",
-    "zeros",
-    "zeros_like",
-]
+__all__ = sorted(_WHERE)
+
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -6,6 +6,7 @@ communicate say so ("Collective: call on every rank of ``comm``").
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -26,6 +27,8 @@ __all__ = [
     "congruent",
     "split",
     "allgather",
+    "broadcast",
+    "exact_sums",
     "allreduce_array",
     "agree",
     "same_everywhere",
@@ -98,6 +101,19 @@ def allreduce_array(comm: MPI.Comm, array: Any) -> None:
 def allgather(comm: MPI.Comm, obj: Any) -> list:
     """Collective: every rank's (picklable) ``obj``, indexed by rank."""
     return comm.allgather(obj)
+
+
+def broadcast(comm: MPI.Comm, obj: Any, root: int = 0) -> Any:
+    """Collective: rank ``root``'s (picklable) ``obj`` on every rank."""
+    return comm.bcast(obj, root=root)
+
+
+def exact_sums(comm: MPI.Comm, partials: Sequence[float]) -> list[float]:
+    """Collective: position by position, the sum over ranks of every rank's ``partials``
+    (floats, the same count on every rank), exactly rounded (``math.fsum``): every rank gets
+    the same floats, whatever order the parts arrive in."""
+    gathered = comm.allgather([float(v) for v in partials])
+    return [math.fsum(column) for column in zip(*gathered)]
 
 
 def allreduce(comm: MPI.Comm, value: Any, op: str = "sum") -> Any:

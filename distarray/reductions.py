@@ -33,8 +33,9 @@ def _accumulator(dtype: np.dtype) -> type:
 
 
 def _combine(x: "DistArray", partial: float | int) -> float | int:
-    parts = _comm.allgather(x.grid.comm, partial)
-    return math.fsum(parts) if isinstance(partial, float) else builtins.sum(parts)
+    if isinstance(partial, float):
+        return _comm.exact_sums(x.grid.comm, [partial])[0]
+    return builtins.sum(_comm.allgather(x.grid.comm, partial))
 
 
 def sum(x: "DistArray") -> float | int:

@@ -8,9 +8,16 @@ input gradients back into their owners. Serial kernels: :mod:`layers.lc_kernels`
 :mod:`layers.window_kernels`; serial references for the tests: :mod:`layers.reference`.
 """
 
-from .geometry import Window
-from .locally_connected import LocallyConnected2D, LocallyConnectedTranspose2D
-from .normalization import LocalContrastNorm
-from .pooling import L2Pooling
+from __future__ import annotations
+
+from distarray.lazy import exports
+
+#: Where each public name lives; loaded on first use (PEP 562), so that ``layers.geometry``
+#: and the kernels import without loading MPI.
+_WHERE = {"Window": "geometry", "LocallyConnected2D": "locally_connected",
+          "LocallyConnectedTranspose2D": "locally_connected", "LocalContrastNorm": "normalization",
+          "L2Pooling": "pooling"}
 
 __all__ = ["L2Pooling", "LocalContrastNorm", "LocallyConnected2D", "LocallyConnectedTranspose2D", "Window"]
+
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -19,7 +19,6 @@ only when asked for. Every parameter gradient is computed where its weights live
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -30,7 +29,7 @@ from distarray import comm
 from distarray.backend import get_array_module
 from layers import L2Pooling, LocallyConnected2D, LocallyConnectedTranspose2D
 
-__all__ = ["Losses", "SparseAutoencoder", "reduce_terms"]
+__all__ = ["Losses", "SparseAutoencoder"]
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,6 @@ class Losses:
     def total(self) -> float:
         """Reconstruction plus the weighted sparsity."""
         return self.reconstruction + self.sparsity
-
-
-def reduce_terms(grid: da.ProcessGrid, partials: Sequence[float]) -> list[float]:
-    """Collective: the sums over ranks of each rank's float64 ``partials`` (combined in
-    rank order with an exactly rounded sum, so every rank gets the same floats)."""
-    gathered = comm.allgather(grid.comm, [float(v) for v in partials])
-    return [math.fsum(column) for column in zip(*gathered)]
 
 
 class SparseAutoencoder:
@@ -140,7 +132,7 @@ class SparseAutoencoder:
                              f"got {x.layout.describe()}")
         residual = xhat.local
         residual -= x.local  # (H, W, C, B) local block
-        recon, sparse = reduce_terms(self.grid, [
+        recon, sparse = comm.exact_sums(self.grid.comm, [
             float(xp.vdot(residual.ravel(), residual.ravel()).item()) if residual.size else 0.0,
             float(xp.sum(p.local, dtype=np.float64).item()),
         ])

@@ -46,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
     from distarray import comm
 
     from .config import load_config
-    from .trainer import Trainer
+    from .training.trainer import Trainer
 
     try:
         config = load_config(args.config, args.set)
@@ -86,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _neurons(args: argparse.Namespace) -> int:
     """Find, score and draw a run's most face-selective neurons (collective)."""
-    from .analysis import analyse_run
+    from .analysis.run import analyse_run
 
     try:
         analyse_run(args.run_dir, out=args.out, positives=args.positives, negatives=args.negatives, stage=args.stage,
@@ -105,8 +105,8 @@ def _plan(args: argparse.Namespace) -> int:
     from distarray import comm
 
     from .config import load_config
-    from .planner import format_plan, plan_network, suggest_grids
-    from .profile import Rates, calibrate
+    from .planning.planner import format_plan, plan_network, suggest_grids
+    from .planning.profile import Rates, calibrate
 
     root = comm.world().Get_rank() == 0
     profile = Path(args.profile)

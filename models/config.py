@@ -1,5 +1,7 @@
 """Training configurations: TOML files with four tables, defaults for every key, dotted
-``--set key=value`` overrides, and a writer for the effective configuration.
+``--set key=value`` overrides, checked in one place and held as frozen dataclasses
+(:class:`Config`: ``config.train.lr``, ``config.model.stages[0].k``), written back as TOML
+(:meth:`Config.to_toml`) and stored in checkpoints as plain tables (:meth:`Config.as_dict`).
 
 .. code-block:: toml
 
@@ -34,7 +36,10 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 try:
@@ -42,13 +47,148 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .network import StageSpec
-from .optim import Schedule
+from .optim import OPTIMIZERS, Schedule, check_hyper
 
-__all__ = ["DEFAULTS", "load_config", "parse_config", "apply_overrides", "to_toml", "stage_specs"]
+__all__ = ["Config", "DataConfig", "DEFAULTS", "ModelConfig", "RunConfig", "StageSpec", "TrainConfig",
+           "apply_overrides", "load_config", "parse_config", "stage_specs"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Sizes of one stage.
+
+    Attributes
+    ----------
+    k : int
+        Receptive field side of the filtering layer.
+    maps : int
+        Filters per output location.
+    pool : int
+        L2 pooling window side.
+    lcn : int
+        Local contrast normalisation window side (odd); 0 for none.
+    stride : int
+        Filtering stride.
+    lam : float
+        Sparsity weight lambda of the stage's objective.
+    eps : float
+        Smoothing inside the pooling's square root.
+    """
+
+    k: int
+    maps: int
+    pool: int
+    lcn: int = 5
+    stride: int = 1
+    lam: float = 0.1
+    eps: float = 1e-4
+
+    def __post_init__(self) -> None:
+        ints = {"k": self.k, "maps": self.maps, "pool": self.pool, "stride": self.stride, "lcn": self.lcn}
+        if any(type(v) is not int for v in ints.values()) or min(self.k, self.maps, self.pool, self.stride) < 1:
+            raise ValueError(f"expected positive integers k, maps, pool, stride and an integer lcn, got {ints}")
+        if self.lcn < 0 or (self.lcn and self.lcn % 2 == 0):
+            raise ValueError(f"expected lcn 0 (none) or an odd window side, got {self.lcn}")
+        if not self.lam >= 0 or not self.eps > 0:
+            raise ValueError(f"expected lambda >= 0 and eps > 0, got lambda={self.lam}, eps={self.eps}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict (``lam`` as the field is named)."""
+        return asdict(self)
+
+    def as_table(self) -> dict[str, Any]:
+        """The spec as its TOML table, every key written out (``lam`` is ``lambda`` there)."""
+        return {("lambda" if key == "lam" else key): value for key, value in self.as_dict().items()}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: the input (H, W, C), the weights' seed and dtype, the stages bottom first."""
+
+    input: tuple[int, int, int]
+    seed: int
+    dtype: str
+    stages: tuple[StageSpec, ...]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: see docs/training.md for every key."""
+
+    mode: str
+    steps: int
+    batch: int
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    adagrad_eps: float
+    schedule: str
+    warmup: int
+    final_lr: float
+    decay_factor: float
+    decay_every: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+
+    @cached_property
+    def lr_schedule(self) -> Schedule:
+        """The learning rate at each step of a phase (built, and so checked, once)."""
+        return Schedule(self.lr, self.schedule, self.steps, self.warmup, self.final_lr, self.decay_factor,
+                        self.decay_every)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: the source and its own keys (checked by :func:`models.data.make_dataset`)."""
+
+    source: str
+    options: Mapping[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The table as TOML holds it (a new dict)."""
+        return {"source": self.source, **copy.deepcopy(dict(self.options))}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """``[run]``: the grid of one replica (None: "auto", balanced over the ranks), the
+    replicas (data parallel groups) and the array backend."""
+
+    grid: tuple[int, int] | None
+    replicas: int
+    backend: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """An effective configuration: every key set, every value checked (:func:`parse_config`)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    data: DataConfig
+    run: RunConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        """The four tables as TOML holds them (what :func:`parse_config` reads back unchanged)."""
+        model = self.model
+        return {
+            "model": {"input": list(model.input), "seed": model.seed, "dtype": model.dtype,
+                      "stages": [spec.as_table() for spec in model.stages]},
+            "train": {key: getattr(self.train, key) for key in DEFAULTS["train"]},
+            "data": self.data.as_dict(),
+            "run": {"grid": "auto" if self.run.grid is None else list(self.run.grid), "replicas": self.run.replicas,
+                    "backend": self.run.backend},
+        }
+
+    def to_toml(self) -> str:
+        """The configuration as TOML text that :func:`load_config` reads back unchanged."""
+        return to_toml(self.as_dict())
+
 
 #: Every key a configuration may hold, with its default (``model.stages`` and ``data`` are
-#: checked by :class:`~models.network.StageSpec` and :func:`models.data.make_dataset`).
+#: checked by :class:`StageSpec` and :func:`models.data.make_dataset`).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"input": [32, 32, 3], "seed": 0, "dtype": "float32", "stages": []},
     "train": {
@@ -61,8 +201,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _STAGE_KEYS = {"k", "maps", "pool", "lcn", "stride", "lambda", "eps"}
-_CHOICES = {("train", "mode"): ("greedy", "joint"), ("train", "optimizer"): ("sgd", "adagrad"),
-            ("train", "schedule"): ("constant", "cosine", "step"), ("model", "dtype"): ("float32", "float64"),
+_CHOICES = {("train", "mode"): ("greedy", "joint"), ("train", "optimizer"): OPTIMIZERS,
+            ("train", "schedule"): Schedule.KINDS, ("model", "dtype"): ("float32", "float64"),
             ("run", "backend"): ("numpy", "cupy")}
 
 
@@ -81,9 +221,27 @@ def _check_type(where: str, value: Any, default: Any) -> None:
         raise ValueError(f"expected {where} as {type(default).__name__}, got {value!r}")
 
 
-def parse_config(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``raw`` (as read from TOML) over :data:`DEFAULTS` and check it; returns the
-    effective configuration (a new nested dict)."""
+def parse_config(raw: Mapping[str, Any]) -> Config:
+    """Merge ``raw`` (as read from TOML, or :meth:`Config.as_dict`) over :data:`DEFAULTS`,
+    check every value and return the effective configuration. The one place where a
+    configuration is checked: a ValueError names the key, what was expected and what was given."""
+    tables = _checked_tables(raw)
+    model, train, data, run = (tables[name] for name in ("model", "train", "data", "run"))
+    config = Config(
+        ModelConfig(tuple(model["input"]), model["seed"], model["dtype"], tuple(stage_specs(model["stages"]))),
+        TrainConfig(**train),
+        DataConfig(data["source"], MappingProxyType({k: copy.deepcopy(v) for k, v in data.items() if k != "source"})),
+        RunConfig(None if run["grid"] == "auto" else tuple(run["grid"]), run["replicas"], run["backend"]))
+    try:
+        config.train.lr_schedule  # noqa: B018 (built once: checks and caches it)
+    except ValueError as exc:
+        raise ValueError(f"train.lr, warmup, final_lr, decay_factor or decay_every out of range: {exc}") from None
+    return config
+
+
+def _checked_tables(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` merged over :data:`DEFAULTS` and checked, as new nested dicts (stages as
+    tables with every key)."""
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; expected some of {sorted(DEFAULTS)}")
@@ -106,22 +264,18 @@ def parse_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     model, train, run = config["model"], config["train"], config["run"]
     if len(model["input"]) != 3 or not all(type(n) is int and n > 0 for n in model["input"]):
         raise ValueError(f"expected model.input as [H, W, C] positive integers, got {model['input']}")
-    model["stages"] = [_stage_table(spec) for spec in stage_specs(model["stages"])]  # every key explicit
+    stage_specs(model["stages"])  # checked here: the first refusal wins
     if train["keep_checkpoints"] < 1 or train["checkpoint_every"] < 0:
         raise ValueError(f"expected train.keep_checkpoints >= 1 and train.checkpoint_every >= 0 (0: at the end "
                          f"only), got {train['keep_checkpoints']} and {train['checkpoint_every']}")
-    if not 0 <= train["momentum"] < 1 or not train["weight_decay"] >= 0 or not train["adagrad_eps"] > 0:
-        raise ValueError(f"expected 0 <= train.momentum < 1, train.weight_decay >= 0 and train.adagrad_eps > 0, "
-                         f"got {train['momentum']}, {train['weight_decay']}, {train['adagrad_eps']}")
+    try:
+        check_hyper(train["momentum"], train["weight_decay"], train["adagrad_eps"])
+    except ValueError as exc:
+        raise ValueError(f"train.momentum, weight_decay or adagrad_eps out of range: {exc}") from None
     for key in ("steps", "batch", "log_every", "replicas"):
         table = run if key == "replicas" else train
         if table[key] < 1:
             raise ValueError(f"expected {'run' if key == 'replicas' else 'train'}.{key} >= 1, got {table[key]}")
-    try:
-        Schedule(train["lr"], train["schedule"], train["steps"], train["warmup"], train["final_lr"],
-                 train["decay_factor"], train["decay_every"])
-    except ValueError as exc:
-        raise ValueError(f"train.lr, warmup, final_lr, decay_factor or decay_every out of range: {exc}") from None
     if train["batch"] % run["replicas"]:
         raise ValueError(f"expected train.batch ({train['batch']}) divisible by run.replicas ({run['replicas']})")
     grid = run["grid"]
@@ -147,11 +301,6 @@ def stage_specs(stages: Sequence[Mapping[str, Any]]) -> list[StageSpec]:
         args = {("lam" if key == "lambda" else key): value for key, value in stage.items()}
         specs.append(StageSpec(**args))
     return specs
-
-
-def _stage_table(spec: StageSpec) -> dict[str, Any]:
-    """A stage as its TOML table, every key written out (``lam`` is ``lambda`` there)."""
-    return {("lambda" if key == "lam" else key): value for key, value in spec.as_dict().items()}
 
 
 def _parse_value(text: str) -> Any:
@@ -192,7 +341,7 @@ def _index(part: str, node: list, key: str) -> int:
     return int(part)
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read a TOML file, apply ``overrides`` and return the checked effective configuration."""
     path = Path(path)
     if not path.is_file():
@@ -220,7 +369,8 @@ def _toml_value(value: Any) -> str:
 
 
 def to_toml(config: Mapping[str, Any]) -> str:
-    """The configuration as TOML text that :func:`load_config` reads back unchanged."""
+    """Configuration tables (:meth:`Config.as_dict`) as TOML text that :func:`load_config`
+    reads back unchanged."""
     lines: list[str] = []
     for table in ("model", "train", "data", "run"):
         values = config.get(table, {})

@@ -6,12 +6,11 @@ Stage s reads the (H, W, C, B) output of stage s-1's normalisation (the images f
 Every layer of every stage splits its output locations over the same 2-D grid of ranks, so
 one stage's output is already in the next stage's input layout: no redistribution between
 layers. Training objectives are local to their stage: a stage's input is held fixed while
-its weights are updated (greedy or simultaneously, see :mod:`models.trainer`).
+its weights are updated (greedy or simultaneously, see :mod:`models.training.trainer`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -20,52 +19,9 @@ import distarray as da
 from layers import LocallyConnected2D, LocalContrastNorm
 
 from .autoencoder import Losses, SparseAutoencoder
+from .config import StageSpec
 
-__all__ = ["StageSpec", "Network", "LE2012_STAGES", "stage_of"]
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """Sizes of one stage.
-
-    Attributes
-    ----------
-    k : int
-        Receptive field side of the filtering layer.
-    maps : int
-        Filters per output location.
-    pool : int
-        L2 pooling window side.
-    lcn : int
-        Local contrast normalisation window side (odd); 0 for none.
-    stride : int
-        Filtering stride.
-    lam : float
-        Sparsity weight lambda of the stage's objective.
-    eps : float
-        Smoothing inside the pooling's square root.
-    """
-
-    k: int
-    maps: int
-    pool: int
-    lcn: int = 5
-    stride: int = 1
-    lam: float = 0.1
-    eps: float = 1e-4
-
-    def __post_init__(self) -> None:
-        ints = {"k": self.k, "maps": self.maps, "pool": self.pool, "stride": self.stride, "lcn": self.lcn}
-        if any(type(v) is not int for v in ints.values()) or min(self.k, self.maps, self.pool, self.stride) < 1:
-            raise ValueError(f"expected positive integers k, maps, pool, stride and an integer lcn, got {ints}")
-        if self.lcn < 0 or (self.lcn and self.lcn % 2 == 0):
-            raise ValueError(f"expected lcn 0 (none) or an odd window side, got {self.lcn}")
-        if not self.lam >= 0 or not self.eps > 0:
-            raise ValueError(f"expected lambda >= 0 and eps > 0, got lambda={self.lam}, eps={self.eps}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The spec as a plain dict (for configs and manifests)."""
-        return asdict(self)
+__all__ = ["Network", "LE2012_STAGES", "stage_of"]
 
 
 def stage_of(name: str) -> int:

@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 import distarray as da
 from distarray.backend import get_array_module
 
-__all__ = ["Schedule", "Optimizer", "SGD", "Adagrad", "make_optimizer", "OPTIMIZERS"]
+__all__ = ["Schedule", "Optimizer", "SGD", "Adagrad", "make_optimizer", "check_hyper", "OPTIMIZERS"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,18 @@ class Schedule:
         return self.lr
 
 
+def check_hyper(momentum: float = 0.0, weight_decay: float = 0.0, eps: float = 1.0) -> None:
+    """Raise ValueError unless 0 <= ``momentum`` < 1, ``weight_decay`` >= 0 and ``eps`` > 0
+    (the one check of the optimisers' hyper-parameters: the constructors and the
+    configuration call it)."""
+    if not weight_decay >= 0:
+        raise ValueError(f"expected weight_decay >= 0, got {weight_decay}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"expected 0 <= momentum < 1, got {momentum}")
+    if not eps > 0:
+        raise ValueError(f"expected eps > 0, got {eps}")
+
+
 class Optimizer:
     """Base: parameters and their state, updated in place on each rank's blocks."""
 
@@ -77,8 +89,7 @@ class Optimizer:
     slots: tuple[str, ...] = ()
 
     def __init__(self, params: Mapping[str, da.DistArray], weight_decay: float = 0.0):
-        if not weight_decay >= 0:
-            raise ValueError(f"expected weight_decay >= 0, got {weight_decay}")
+        check_hyper(weight_decay=weight_decay)
         self.params = dict(params)
         self.weight_decay = float(weight_decay)
         self.state: dict[str, da.DistArray] = {}  # "{param}.{slot}", allocated at first update
@@ -154,8 +165,7 @@ class SGD(Optimizer):
     slots = ("momentum",)
 
     def __init__(self, params: Mapping[str, da.DistArray], momentum: float = 0.9, weight_decay: float = 0.0):
-        if not 0 <= momentum < 1:
-            raise ValueError(f"expected 0 <= momentum < 1, got {momentum}")
+        check_hyper(momentum=momentum)
         super().__init__(params, weight_decay)
         self.momentum = float(momentum)
 
@@ -177,8 +187,7 @@ class Adagrad(Optimizer):
     slots = ("sum_sq",)
 
     def __init__(self, params: Mapping[str, da.DistArray], eps: float = 1e-8, weight_decay: float = 0.0):
-        if not eps > 0:
-            raise ValueError(f"expected eps > 0, got {eps}")
+        check_hyper(eps=eps)
         super().__init__(params, weight_decay)
         self.eps = float(eps)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +67,16 @@ def watchdog(request):
         yield
     finally:
         timer.cancel()
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every rank sees (collective): made on rank 0, its path sent to all;
+    removed at the end, after every rank is done with it."""
+    world = comm.world()
+    made = tempfile.mkdtemp(prefix="cots-test-") if world.Get_rank() == 0 else None
+    path = Path(comm.broadcast(world, made))
+    yield path
+    comm.barrier(world)
+    if world.Get_rank() == 0:
+        shutil.rmtree(path, ignore_errors=True)

@@ -11,7 +11,8 @@ import distarray as da
 from distarray import comm
 from layers.reference import l2pool_reference, lc_reference, lc_transpose_reference
 from models.autoencoder import SparseAutoencoder
-from models.network import Network, StageSpec
+from models.config import StageSpec
+from models.network import Network
 
 from ..layers.gradcheck import check_gradient
 

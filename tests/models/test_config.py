@@ -4,14 +4,15 @@ overrides, load_config's file handling and the to_toml round trip."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from models.config import DEFAULTS, apply_overrides, load_config, parse_config, stage_specs, to_toml
-from models.network import StageSpec
+from models.config import (DEFAULTS, Config, StageSpec, apply_overrides, load_config, parse_config, stage_specs,
+                           to_toml)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STAGE = {"k": 8, "maps": 8, "pool": 3, "lcn": 3}
@@ -23,6 +24,11 @@ def raw(**tables) -> dict:
     for table, values in tables.items():
         out.setdefault(table, {}).update(values)
     return out
+
+
+def tables(config: dict) -> dict:
+    """The effective configuration of ``config`` as TOML tables."""
+    return parse_config(config).as_dict()
 
 
 def refused(config: dict, *fragments: str) -> str:
@@ -38,7 +44,7 @@ def refused(config: dict, *fragments: str) -> str:
 # --- defaults --------------------------------------------------------------------------------
 
 def test_parse_config_fills_every_default():
-    config = parse_config(raw())
+    config = tables(raw())
     assert set(config) == {"model", "train", "data", "run"}
     for table in ("train", "run"):
         assert config[table] == DEFAULTS[table]
@@ -48,30 +54,47 @@ def test_parse_config_fills_every_default():
 
 
 def test_parse_config_keeps_given_values_and_defaults_the_rest():
-    config = parse_config(raw(train={"lr": 0.2, "steps": 7}, run={"backend": "cupy"}))
+    config = tables(raw(train={"lr": 0.2, "steps": 7}, run={"backend": "cupy"}))
     assert config["train"]["lr"] == 0.2 and config["train"]["steps"] == 7
     assert config["train"]["batch"] == DEFAULTS["train"]["batch"]
     assert config["run"] == {**DEFAULTS["run"], "backend": "cupy"}
 
 
 def test_parse_config_returns_a_new_dict_and_leaves_defaults_and_raw_alone():
-    given = raw(run={"grid": [2, 1]}, data={"source": "folder", "path": "x"})
+    given = raw(run={"grid": [2, 1]}, data={"source": "folder", "path": "x", "tags": ["a"]})
     before, defaults = copy.deepcopy(given), copy.deepcopy(DEFAULTS)
     config = parse_config(given)
-    config["run"]["grid"][0] = 9
-    config["model"]["stages"][0]["k"] = 99
-    config["model"]["input"][0] = 1
-    config["data"]["path"] = "y"
+    out = config.as_dict()
+    out["run"]["grid"][0] = 9
+    out["model"]["stages"][0]["k"] = 99
+    out["model"]["input"][0] = 1
+    out["data"]["path"] = "y"
+    out["data"]["tags"].append("b")
     assert given == before and DEFAULTS == defaults
+    assert config == parse_config(before)  # as_dict() hands out copies
+
+
+def test_the_configuration_is_typed_and_frozen():
+    config = parse_config(raw(train={"lr": 0.2}, run={"grid": [2, 1]}, data={"face_share": 0.5}))
+    assert isinstance(config, Config)
+    assert config.train.lr == 0.2 and config.model.input == (32, 32, 3) and config.run.grid == (2, 1)
+    assert config.model.stages == (StageSpec(**STAGE),) and config.data.options["face_share"] == 0.5
+    assert parse_config(raw()).run.grid is None  # "auto"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.lr = 1.0
+    with pytest.raises(TypeError):
+        config.data.options["face_share"] = 1.0
+    assert config.train.lr_schedule is config.train.lr_schedule  # built once
+    assert config.train.lr_schedule(0) == 0.2
 
 
 def test_data_table_kept_verbatim_with_source_default():
-    assert parse_config(raw(data={"face_share": 0.5}))["data"] == {"source": "bundled", "face_share": 0.5}
-    assert parse_config(raw(data={"source": "cifar10", "path": "/d"}))["data"] == {"source": "cifar10", "path": "/d"}
+    assert tables(raw(data={"face_share": 0.5}))["data"] == {"source": "bundled", "face_share": 0.5}
+    assert tables(raw(data={"source": "cifar10", "path": "/d"}))["data"] == {"source": "cifar10", "path": "/d"}
 
 
 def test_int_accepted_where_a_float_is_expected():
-    assert parse_config(raw(train={"lr": 1, "weight_decay": 0}))["train"]["lr"] == 1
+    assert parse_config(raw(train={"lr": 1, "weight_decay": 0})).train.lr == 1
 
 
 # --- the shipped configurations --------------------------------------------------------------
@@ -83,7 +106,7 @@ def file_says(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ["demo.toml", "le2012.toml"])
 def test_shipped_config_holds_what_the_file_says_and_defaults(name):
-    config, said = load_config(CONFIGS / name), file_says(name)
+    config, said = load_config(CONFIGS / name).as_dict(), file_says(name)
     for table in ("model", "train", "run"):
         for key, default in DEFAULTS[table].items():
             if key != "stages":  # written out with every default: checked below
@@ -96,23 +119,23 @@ def test_shipped_config_holds_what_the_file_says_and_defaults(name):
 
 def test_demo_toml():
     config = load_config(CONFIGS / "demo.toml")
-    assert config["model"]["input"] == [32, 32, 3] and config["model"]["dtype"] == "float32"
-    specs = stage_specs(config["model"]["stages"])
+    assert config.model.input == (32, 32, 3) and config.model.dtype == "float32"
+    specs = config.model.stages
     assert len(specs) == 2 and [spec.k for spec in specs] == [8, 6]
     assert all((spec.maps, spec.pool, spec.lcn, spec.lam) == (8, 3, 3, 0.1) for spec in specs)
-    assert (config["train"]["mode"], config["train"]["optimizer"]) == ("greedy", "sgd")
-    assert config["data"]["source"] == "bundled"
+    assert (config.train.mode, config.train.optimizer) == ("greedy", "sgd")
+    assert config.data.source == "bundled"
 
 
 def test_le2012_toml():
     config = load_config(CONFIGS / "le2012.toml")
-    assert config["model"]["input"] == [200, 200, 3]
-    assert config["model"]["dtype"] == "float32"
-    specs = stage_specs(config["model"]["stages"])
+    assert config.model.input == (200, 200, 3)
+    assert config.model.dtype == "float32"
+    specs = config.model.stages
     assert len(specs) == 3
     for spec in specs:
         assert (spec.k, spec.maps, spec.pool, spec.lcn, spec.stride, spec.lam) == (18, 8, 5, 5, 1, 0.1)
-    assert config["train"]["optimizer"] == "adagrad"  # as Le et al.
+    assert config.train.optimizer == "adagrad"  # as Le et al.
 
 
 def test_stage_specs_maps_lambda_to_lam_and_defaults_optional_keys():
@@ -188,7 +211,7 @@ def test_choice_rejected_with_the_accepted_list(table, key, value, accepted):
     ("model", "dtype", "float64"), ("run", "backend", "cupy"),
 ])
 def test_every_choice_accepted(table, key, value):
-    assert parse_config(raw(**{table: {key: value}}))[table][key] == value
+    assert tables(raw(**{table: {key: value}}))[table][key] == value
 
 
 # --- model.input and stages ------------------------------------------------------------------
@@ -223,7 +246,7 @@ def test_stage_missing_required_key_named(missing):
 
 
 def test_stage_with_only_required_keys():
-    assert parse_config(raw(model={"stages": [{"k": 3, "maps": 2, "pool": 2}]}))["model"]["stages"] == \
+    assert tables(raw(model={"stages": [{"k": 3, "maps": 2, "pool": 2}]}))["model"]["stages"] == \
         [{"k": 3, "maps": 2, "pool": 2, "lcn": 5, "stride": 1, "lambda": 0.1, "eps": 1e-4}]
 
 
@@ -238,12 +261,12 @@ def test_counts_at_least_one(table, key, value):
 
 def test_batch_not_divisible_by_replicas():
     refused(raw(train={"batch": 10}, run={"replicas": 3}), "train.batch (10)", "run.replicas (3)", "divisible")
-    assert parse_config(raw(train={"batch": 12}, run={"replicas": 3}))["run"]["replicas"] == 3
+    assert parse_config(raw(train={"batch": 12}, run={"replicas": 3})).run.replicas == 3
 
 
 @pytest.mark.parametrize("grid", ["auto", [2, 1], [1, 1], [3, 4]])
 def test_grid_forms_accepted(grid):
-    assert parse_config(raw(run={"grid": grid}))["run"]["grid"] == grid
+    assert tables(raw(run={"grid": grid}))["run"]["grid"] == grid
 
 
 @pytest.mark.parametrize("grid", ["manual", "", [2], [2, 1, 1], [0, 1], [2, -1], [2.0, 1], ["2", 1], 4, {"rows": 2}])
@@ -317,10 +340,10 @@ def test_override_through_a_scalar_is_a_value_error(assignment):
 def test_load_config_applies_overrides_then_checks(tmp_path):
     config = load_config(CONFIGS / "demo.toml", ["train.lr=0.01", "model.stages.1.maps=4", "run.grid=[2, 1]",
                                                  "train.optimizer=adagrad"])
-    assert config["train"]["lr"] == 0.01 and config["train"]["optimizer"] == "adagrad"
-    assert config["model"]["stages"][1]["maps"] == 4 and config["model"]["stages"][0]["maps"] == 8
-    assert config["run"]["grid"] == [2, 1]
-    assert load_config(CONFIGS / "demo.toml")["train"]["lr"] == 0.001  # the file is untouched
+    assert config.train.lr == 0.01 and config.train.optimizer == "adagrad"
+    assert config.model.stages[1].maps == 4 and config.model.stages[0].maps == 8
+    assert config.run.grid == (2, 1)
+    assert load_config(CONFIGS / "demo.toml").train.lr == 0.001  # the file is untouched
 
 
 def test_load_config_errors_name_the_file():
@@ -349,21 +372,22 @@ def test_load_config_invalid_toml_names_the_file(tmp_path):
 def test_load_config_accepts_str_path(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[[model.stages]]\nk = 3\nmaps = 2\npool = 2\n")
-    assert load_config(str(path))["model"]["stages"][0]["k"] == 3
+    assert load_config(str(path)).model.stages[0].k == 3
 
 
 # --- to_toml ---------------------------------------------------------------------------------
 
-def round_trip(config: dict) -> dict:
-    return parse_config(tomllib.loads(to_toml(config)))
+def round_trip(config: Config) -> Config:
+    return parse_config(tomllib.loads(config.to_toml()))
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "le2012.toml"])
+@pytest.mark.parametrize("name", ["demo.toml", "le2012.toml", "coates2013_11b.toml"])
 def test_to_toml_round_trip_shipped(name, tmp_path):
     config = load_config(CONFIGS / name)
     assert round_trip(config) == config
+    assert parse_config(config.as_dict()) == config  # what a checkpoint stores reads back the same
     path = tmp_path / "config.toml"
-    path.write_text(to_toml(config))
+    path.write_text(config.to_toml())
     assert load_config(path) == config
 
 
@@ -381,8 +405,8 @@ def test_to_toml_round_trip_every_kind_of_value():
     })
     back = round_trip(config)
     assert back == config
-    assert type(back["train"]["lr"]) is int and type(back["data"]["ratio"]) is float
-    assert repr(back["data"]["ratio"]) == "-0.0"
+    assert type(back.train.lr) is int and type(back.data.options["ratio"]) is float
+    assert repr(back.data.options["ratio"]) == "-0.0"
 
 
 def test_to_toml_round_trip_auto_grid_and_infinity():
@@ -393,7 +417,9 @@ def test_to_toml_round_trip_auto_grid_and_infinity():
 def test_to_toml_refuses_values_toml_cannot_hold():
     config = parse_config(raw(data={"extra": {"a": 1}}))
     with pytest.raises(TypeError, match="cannot write"):
-        to_toml(config)
+        config.to_toml()
+    with pytest.raises(TypeError, match="cannot write"):
+        to_toml(config.as_dict())
 
 
 def test_to_toml_round_trip_non_bmp_string():

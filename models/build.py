@@ -1,0 +1,85 @@
+"""From a configuration to what runs it: the grid of ranks (and the replicas), the array
+backend, the network and the data source. The trainer, ``cots neurons`` and ``cots plan``
+all start here, so a configuration means the same thing to each of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import distarray as da
+from distarray import comm
+
+from .config import Config
+from .data import ImageSource, make_dataset
+from .network import Network
+
+__all__ = ["Placement", "build_dataset", "build_network", "grid_dims", "place"]
+
+
+def grid_dims(config: Config, ranks: int, strict: bool = True) -> tuple[int, int]:
+    """The (rows, cols) grid of ``ranks`` ranks: ``run.grid``, or a balanced one for "auto"
+    (pure). With ``strict`` a ``run.grid`` of another size is a ValueError; without, it gives
+    way to a balanced grid (analysis loads a run at any rank count)."""
+    h, w, _ = config.model.input
+    dims = config.run.grid
+    if dims is not None and int(np.prod(dims)) == ranks:
+        return dims
+    if dims is not None and strict:
+        raise ValueError(f"expected run.grid with {ranks} ranks per replica, got {list(dims)}")
+    return tuple(da.factor_grid(ranks, (h, w)))
+
+
+@dataclass
+class Placement:
+    """Where this rank stands in a job of ``replicas`` model-parallel groups.
+
+    Attributes
+    ----------
+    grid : ProcessGrid
+        This rank's group, as a 2-D grid: every layer splits its neurons over it.
+    replica, replicas : int
+        Which group this rank is in, and how many there are.
+    peers : communicator
+        The ranks holding this rank's block in every replica (the gradient all-reduce).
+    """
+
+    grid: da.ProcessGrid
+    replica: int
+    replicas: int
+    peers: Any
+
+
+def place(config: Config, world: Any = None, replicas: int | None = None, strict: bool = True) -> Placement:
+    """Collective over ``world`` (default COMM_WORLD): split it into ``replicas`` (default
+    ``run.replicas``) groups of consecutive ranks, lay each out as a grid (:func:`grid_dims`)
+    and, for the cupy backend, give each rank of a node its own GPU."""
+    world = comm.world() if world is None else world
+    replicas = config.run.replicas if replicas is None else int(replicas)
+    size, rank = world.Get_size(), world.Get_rank()
+    if size % replicas:
+        raise ValueError(f"expected the number of ranks ({size}) divisible by run.replicas ({replicas})")
+    per = size // replicas
+    dims = grid_dims(config, per, strict)
+    replica = rank // per
+    group = comm.split(world, replica, rank)
+    peers = comm.split(world, rank % per, replica)
+    if config.run.backend == "cupy":
+        da.use_local_gpu(world)  # ranks on a node spread over its GPUs
+    return Placement(da.ProcessGrid(dims, comm=group), replica, replicas, peers)
+
+
+def build_network(config: Config, grid: da.ProcessGrid) -> Network:
+    """Collective over ``grid``: the network a configuration describes, at its initial weights."""
+    model = config.model
+    return Network(model.input, model.stages, grid, seed=model.seed, dtype=np.dtype(model.dtype),
+                   backend_name=config.run.backend)
+
+
+def build_dataset(config: Config) -> ImageSource:
+    """The data source of ``[data]``, sized to ``model.input`` and seeded by ``model.seed`` (local)."""
+    h, w, channels = config.model.input
+    return make_dataset(config.data.as_dict(), (h, w), channels, config.model.seed)

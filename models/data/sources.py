@@ -1,0 +1,439 @@
+"""Training data: batches (H, W, C, B) float32 drawn deterministically from (seed, step).
+
+Every image of a batch is normalised on its own (mean 0, standard deviation 1), so that a
+brightness or contrast cue cannot stand in for shape. A batch depends on (seed, step) only:
+every process that asks for batch ``step`` gets the same bits, in any order, and a run resumed
+at step 500 sees the batch 500 an uninterrupted run would. Sources: :class:`BundledImages` (the
+default: images shipped with scikit-image, some faces held out for evaluation),
+:class:`ImageFolder` and :class:`ArrayImages` (CIFAR-10 and STL-10, read by
+:mod:`models.data.readers`); :func:`make_dataset` builds one from the ``data`` table of a config.
+No MPI here: the caller distributes.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .readers import find_images, load_image, load_lfw, load_natural_images, read_cifar10, read_stl10
+
+__all__ = ["ArrayImages", "BundledImages", "ImageFolder", "ImageSource", "make_dataset", "normalise_images"]
+
+BICUBIC = Image.Resampling.BICUBIC
+
+
+def normalise_images(images: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Normalise each image on its own: subtract the mean of all its pixels and channels, divide
+    by their standard deviation, or by ``eps`` where that is larger (a constant image becomes
+    zeros, not NaN).
+
+    Parameters
+    ----------
+    images : (N, H, W, C) array
+        Any real dtype (uint8, float).
+    eps : float
+        Floor of the standard deviation.
+
+    Returns
+    -------
+    (N, H, W, C) float32
+    """
+    x = np.asarray(images, dtype=np.float64)  # (N, H, W, C)
+    if x.ndim != 4:
+        raise ValueError(f"expected images (N, H, W, C), got shape {x.shape}")
+    centred = x - x.mean(axis=(1, 2, 3), keepdims=True)  # (N, H, W, C)
+    std = np.sqrt((centred**2).mean(axis=(1, 2, 3), keepdims=True))  # (N, 1, 1, 1)
+    return (centred / np.maximum(std, eps)).astype(np.float32)
+
+
+def _check_shape(size: Sequence[int], channels: int) -> tuple[int, int, int]:
+    """(H, W, C) of one sample, validated."""
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"expected size (H, W) of two positive ints, got {size!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"expected channels 1 or 3, got {channels!r}")
+    return int(size[0]), int(size[1]), int(channels)
+
+
+def _centre_crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The central (h, w) window of an (h', w', C) image."""
+    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+    return image[top:top + h, left:left + w]  # (h, w, C)
+
+
+def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """(N, H, W, C) to (N, H, W, channels): grey replicated to RGB, or RGB to grey by the
+    ITU-R 601-2 luma of Pillow's "L" mode (bit for bit on uint8)."""
+    have = images.shape[-1]
+    if have == channels:
+        return images
+    if (have, channels) == (1, 3):
+        return np.repeat(images, 3, axis=-1)
+    if (have, channels) != (3, 1):
+        raise ValueError(f"expected images with 1 or 3 channels and channels 1 or 3, got {have} and {channels}")
+    if images.dtype == np.uint8:
+        luma = images.astype(np.uint32) @ np.array([19595, 38470, 7471], np.uint32)  # (N, H, W)
+        return ((luma + 0x8000) >> 16).astype(np.uint8)[..., None]
+    return (images @ np.array([0.299, 0.587, 0.114]))[..., None]
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (h, w, C) image resized to (H, W, C) with Pillow (bicubic), plane by plane; uint8
+    stays uint8, any other dtype becomes float32."""
+    planes = image if image.dtype == np.uint8 else image.astype(np.float32)  # (h, w, C)
+    resized = [Image.fromarray(np.ascontiguousarray(planes[:, :, c])).resize(size[::-1], BICUBIC)
+               for c in range(image.shape[2])]
+    return np.stack([np.asarray(plane) for plane in resized], axis=-1)  # (H, W, C)
+
+
+class ImageSource(ABC):
+    """A training set: batches (H, W, C, B) float32, each image normalised, deterministic in
+    (seed, step).
+
+    Attributes
+    ----------
+    shape : (H, W, C)
+        One sample.
+    seed : int
+        With the step, fixes every batch.
+    """
+
+    shape: tuple[int, int, int]
+    seed: int
+
+    def __init__(self, size: Sequence[int], channels: int, seed: int):
+        self.shape = _check_shape(size, channels)
+        if seed < 0:
+            raise ValueError(f"expected seed >= 0, got {seed}")
+        self.seed = int(seed)
+
+    def batch(self, step: int, size: int) -> np.ndarray:
+        """Batch number ``step`` of ``size`` samples: the same bits on every process and in any
+        call order.
+
+        Returns
+        -------
+        (H, W, C, size) float32, C-contiguous
+            Each sample normalised by :func:`normalise_images`.
+        """
+        return _to_batch(self._draw(self._rng(step, size), size))
+
+    def _rng(self, step: int, size: int) -> np.random.Generator:
+        """The generator of batch ``step``: seeded by (seed, step) alone."""
+        if step < 0 or size < 1:
+            raise ValueError(f"expected step >= 0 and size >= 1, got step {step} and size {size}")
+        return np.random.default_rng([self.seed, step])
+
+    @abstractmethod
+    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` samples (B, H, W, C), any real dtype, not yet normalised."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of images available for training."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line: name, number of images, sample shape."""
+
+    def _shape_text(self) -> str:
+        return "x".join(map(str, self.shape))
+
+
+def _to_batch(samples: np.ndarray) -> np.ndarray:
+    """(B, H, W, C) samples to a normalised, C-contiguous (H, W, C, B) float32 batch."""
+    return np.ascontiguousarray(normalise_images(samples).transpose(1, 2, 3, 0))  # (H, W, C, B)
+
+
+class ArrayImages(ImageSource):
+    """Samples drawn uniformly, with replacement, from images held in memory; no augmentation.
+
+    Parameters
+    ----------
+    images : (N, H, W, C) uint8 or float
+        C is 1 or 3.
+    seed : int
+        With the step, fixes every batch.
+    labels : (N,) array, optional
+        Kept as :attr:`labels` (for evaluation); sampling ignores them.
+    name : str
+        Shown by :meth:`describe`.
+    size : (H, W), optional
+        Resize every image to it once, here, with Pillow (bicubic), where it differs.
+    channels : {1, 3}, optional
+        Convert every image to it once, here: grey replicated, or RGB to grey (ITU-R 601-2 luma).
+    """
+
+    def __init__(self, images: np.ndarray, seed: int = 0, labels: np.ndarray | None = None, name: str = "arrays",
+                 size: Sequence[int] | None = None, channels: int | None = None):
+        images = np.asarray(images)  # (N, H, W, C)
+        if images.ndim != 4 or len(images) == 0:
+            raise ValueError(f"expected images (N, H, W, C) with N >= 1, got shape {images.shape}")
+        if labels is not None and np.shape(labels) != (len(images),):
+            raise ValueError(f"expected labels of shape ({len(images)},), got {np.shape(labels)}")
+        images = _convert_channels(images, images.shape[3] if channels is None else channels)
+        if size is not None and tuple(size) != images.shape[1:3]:
+            images = np.stack([_resize(image, tuple(size)) for image in images])  # (N, H, W, C)
+        super().__init__(images.shape[1:3], images.shape[3], seed)
+        self.images = images
+        self.labels = labels
+        self.name = name
+
+    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.images[rng.integers(len(self.images), size=size)]  # (B, H, W, C)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def describe(self) -> str:
+        return f"{self.name}: {len(self)} images, samples {self._shape_text()}"
+
+
+class ImageFolder(ImageSource):
+    """Every .jpg, .jpeg and .png file (any case) under a folder, recursively, in order of
+    relative path; decoded once, here, and kept in memory as uint8.
+
+    Each image is converted to RGB (channels 3) or grey (channels 1) and resized, aspect kept,
+    so that its shorter side is ``ceil(1.15 * max(size))``; samples are crops of ``size``.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder.
+    size : (H, W)
+        Sample rows and columns.
+    channels : {1, 3}
+        Grey or RGB.
+    seed : int
+        With the step, fixes every batch.
+    crop : {"random", "centre"}
+        Random crops, flipped left-right half of the time, or the central crop.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` is not a directory.
+    ValueError
+        No image under ``root``, or an image that cannot be decoded (the message names it).
+    """
+
+    def __init__(self, root: str | Path, size: Sequence[int], channels: int = 3, seed: int = 0,
+                 crop: str = "random"):
+        if crop not in ("random", "centre"):
+            raise ValueError(f"expected crop 'random' or 'centre', got {crop!r}")
+        super().__init__(size, channels, seed)
+        self.root = Path(root)
+        self.crop = crop
+        self.files = find_images(self.root)
+        shorter = math.ceil(1.15 * max(size))
+        self.images = [load_image(file, shorter, "RGB" if channels == 3 else "L") for file in self.files]
+
+    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        h, w, _ = self.shape
+        out = np.empty((size, *self.shape), np.uint8)  # (B, H, W, C)
+        for k, i in enumerate(rng.integers(len(self.images), size=size)):
+            image = self.images[i]  # (h', w', C)
+            if self.crop == "centre":
+                out[k] = _centre_crop(image, h, w)
+                continue
+            top, left = rng.integers(image.shape[0] - h + 1), rng.integers(image.shape[1] - w + 1)
+            patch = image[top:top + h, left:left + w]  # (H, W, C)
+            out[k] = patch[:, ::-1] if rng.random() < 0.5 else patch
+        return out
+
+    def all_images(self) -> np.ndarray:
+        """The central crop of every image, normalised: (N, H, W, C) float32 (for evaluation)."""
+        h, w, _ = self.shape
+        return normalise_images(np.stack([_centre_crop(image, h, w) for image in self.images]))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def describe(self) -> str:
+        return f"image folder {self.root}: {len(self)} images, {self.crop} crops {self._shape_text()}"
+
+
+class BundledImages(ImageSource):
+    """The default training set, shipped inside scikit-image (nothing to download): natural
+    images and faces, with some faces held out for evaluation.
+
+    Natural images (:data:`models.data.readers.NATURAL_IMAGES`, none showing a human face): brick,
+    cell, chelsea, clock, coffee, coins, grass, gravel, hubble_deep_field, immunohistochemistry,
+    moon, page, retina, rocket, stereo_motorcycle (left view) and text; decoded once, here,
+    longer side capped at 512 pixels. Faces: ``skimage.data.lfw_subset()``, whose first 100
+    grey 25 x 25 images are faces and last 100 non-face patches.
+
+    A sample is, with probability ``face_share``, a training face (a random crop of 90 to 100 %
+    of its side, resized with Pillow bicubic to ``size``, grey replicated to every channel), or
+    else a random crop of a natural image (side 1 to 4 times ``size``, log-uniform, capped by the
+    image; resized to ``size``). Either is flipped left-right half of the time. With channels 1,
+    colour images are turned grey; with channels 3, grey ones are replicated.
+
+    The last ``holdout`` faces and the last ``holdout`` non-face patches never enter training:
+    the sampler holds only the first ``100 - holdout`` faces, and no non-face patch.
+
+    Parameters
+    ----------
+    size : (H, W)
+        Sample rows and columns.
+    channels : {1, 3}
+        Grey or RGB.
+    face_share : float
+        Probability that a sample is a face, in [0, 1].
+    seed : int
+        With the step, fixes every batch.
+    holdout : int
+        Faces (and non-face patches) kept for evaluation, in range(100).
+    """
+
+    FACES = 100
+    MAX_SCALE = 4.0
+    HELDOUT_SEED = 2012  # natural crops of heldout_distractors(): the same for every training seed
+
+    def __init__(self, size: Sequence[int], channels: int = 3, face_share: float = 0.1, seed: int = 0,
+                 holdout: int = 30):
+        if not 0 <= face_share <= 1:
+            raise ValueError(f"expected face_share in [0, 1], got {face_share}")
+        if not 0 <= holdout < self.FACES:
+            raise ValueError(f"expected holdout in range({self.FACES}), got {holdout}")
+        super().__init__(size, channels, seed)
+        self.face_share = float(face_share)
+        self.holdout = int(holdout)
+        self.natural = load_natural_images("RGB" if channels == 3 else "L")
+        faces, patches = load_lfw()  # (100, 25, 25) each
+        keep = self.FACES - self.holdout
+        self.faces = [Image.fromarray(face) for face in faces[:keep]]  # the only faces sampled
+        self._heldout_faces = faces[keep:]  # (holdout, 25, 25)
+        self._heldout_patches = patches[keep:]  # (holdout, 25, 25)
+
+    def batch_with_flags(self, step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`batch` (the same bits) and which of its samples are faces.
+
+        Returns
+        -------
+        batch : (H, W, C, size) float32
+        faces : (size,) bool
+        """
+        samples, faces = self._draw_flagged(self._rng(step, size), size)
+        return _to_batch(samples), faces
+
+    def training_faces(self) -> np.ndarray:
+        """Every training face, whole and unflipped, normalised: (100 - holdout, H, W, C) float32."""
+        return normalise_images(np.array([self._face(face) for face in self.faces]))
+
+    def heldout_faces(self) -> np.ndarray:
+        """The held-out faces, whole, normalised: (holdout, H, W, C) float32."""
+        return normalise_images(self._grey_samples(self._heldout_faces))
+
+    def heldout_distractors(self) -> np.ndarray:
+        """Negatives for evaluation, normalised: (2 * holdout, H, W, C) float32.
+
+        The ``holdout`` held-out non-face patches of the LFW subset, then ``holdout`` crops of
+        natural images drawn with the fixed :attr:`HELDOUT_SEED`, made grey (replicated to every
+        channel) like the faces, so colour cannot tell the classes apart. Those natural images
+        are the training ones: a crop may overlap regions that training samples also see.
+        """
+        rng = np.random.default_rng(self.HELDOUT_SEED)
+        crops = np.array([self._natural_crop(rng) for _ in range(self.holdout)], np.float64).reshape(-1, *self.shape)
+        crops = np.repeat(crops.mean(axis=3, keepdims=True), self.shape[2], axis=3)  # (holdout, H, W, C) grey
+        return np.concatenate([normalise_images(self._grey_samples(self._heldout_patches)), normalise_images(crops)])
+
+    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self._draw_flagged(rng, size)[0]
+
+    def _draw_flagged(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``size`` samples (B, H, W, C) float32, not normalised, and which are faces (B,)."""
+        faces = rng.random(size) < self.face_share  # (B,)
+        out = np.empty((size, *self.shape), np.float32)  # (B, H, W, C)
+        for k in range(size):
+            sample = self._random_face(rng) if faces[k] else self._natural_crop(rng)  # (H, W, C)
+            out[k] = sample[:, ::-1] if rng.random() < 0.5 else sample
+        return out, faces
+
+    def _face(self, face: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+        """A grey face (or its ``box``) resized to (H, W, C), grey replicated."""
+        h, w, c = self.shape
+        grey = np.asarray(face.resize((w, h), BICUBIC, box=box))  # (H, W)
+        return np.repeat(grey[:, :, None], c, axis=2)  # (H, W, C)
+
+    def _random_face(self, rng: np.random.Generator) -> np.ndarray:
+        """A training face, cropped to a random 90 to 100 % of its side: (H, W, C)."""
+        face = self.faces[rng.integers(len(self.faces))]
+        side = face.size[0] * rng.uniform(0.9, 1.0)
+        left, top = rng.uniform(0, face.size[0] - side, size=2)
+        return self._face(face, (left, top, left + side, top + side))
+
+    def _grey_samples(self, grey: np.ndarray) -> np.ndarray:
+        """(N, 25, 25) grey images resized to (N, H, W, C)."""
+        return np.array([self._face(Image.fromarray(image)) for image in grey], np.float32).reshape(-1, *self.shape)
+
+    def _natural_crop(self, rng: np.random.Generator) -> np.ndarray:
+        """A random crop of a natural image, resized to (H, W, C) uint8."""
+        h, w, c = self.shape
+        image = self.natural[rng.integers(len(self.natural))]
+        most = min(self.MAX_SCALE, image.size[1] / h, image.size[0] / w)
+        scale = math.exp(rng.uniform(math.log(min(1.0, most)), math.log(most)))
+        left, top = rng.uniform(0, image.size[0] - scale * w), rng.uniform(0, image.size[1] - scale * h)
+        box = (left, top, left + scale * w, top + scale * h)
+        return np.asarray(image.resize((w, h), BICUBIC, box=box)).reshape(h, w, c)
+
+    def __len__(self) -> int:
+        return len(self.natural) + len(self.faces)
+
+    def describe(self) -> str:
+        return (f"bundled scikit-image data: {len(self)} images ({len(self.natural)} natural, {len(self.faces)} faces, "
+                f"face share {self.face_share:g}, {self.holdout} held out), samples {self._shape_text()}")
+
+
+_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # source: (required keys, optional keys)
+    "bundled": ((), ("face_share", "holdout")),
+    "folder": (("path",), ("crop",)),
+    "cifar10": (("path",), ("split",)),
+    "stl10": (("path",), ("split",)),
+}
+
+
+def make_dataset(spec: dict[str, Any], size: Sequence[int], channels: int, seed: int) -> ImageSource:
+    """Build the source that the ``data`` table of a config names.
+
+    Parameters
+    ----------
+    spec : dict
+        ``source`` ("bundled", "folder", "cifar10" or "stl10") and its keys: bundled:
+        ``face_share`` (0.1), ``holdout`` (30); folder: ``path`` (required), ``crop``
+        ("random"); cifar10 and stl10: ``path`` (required, the extracted binary directory),
+        ``split`` ("train").
+    size : (H, W)
+        Sample rows and columns (CIFAR-10 and STL-10 images are resized to it).
+    channels : {1, 3}
+        Grey or RGB.
+    seed : int
+        With the step, fixes every batch.
+
+    Returns
+    -------
+    ImageSource
+    """
+    source = spec.get("source")
+    if source not in _SOURCES:
+        raise ValueError(f"expected data.source one of {', '.join(_SOURCES)}, got {source!r}")
+    required, optional = _SOURCES[source]
+    accepted = f"accepted: {', '.join(required + optional)}"
+    missing = [key for key in required if key not in spec]
+    unknown = sorted(set(spec) - {"source", *required, *optional})
+    if missing or unknown:
+        problem = f"missing data.{missing[0]}" if missing else f"unknown data.{', data.'.join(unknown)}"
+        raise ValueError(f"{problem} for data.source {source!r} ({accepted})")
+    options = {key: value for key, value in spec.items() if key != "source"}
+    if source == "bundled":
+        return BundledImages(size, channels, seed=seed, **options)
+    if source == "folder":
+        return ImageFolder(options.pop("path"), size, channels, seed, **options)
+    split = options.get("split", "train")
+    images, labels = (read_cifar10 if source == "cifar10" else read_stl10)(options["path"], split)
+    return ArrayImages(images, seed, labels, name=f"{source} {split}", size=size, channels=channels)

@@ -1,0 +1,221 @@
+"""Synchronous minibatch training of a :class:`~models.network.Network` under mpiexec.
+
+The ranks of the job form ``replicas`` groups; each group holds the whole model split by
+neurons over a 2-D grid (model parallelism: weights never move, only activations and
+their gradients at block borders). Without replicas (the default) there is one group and
+no gradient all-reduce at all: each rank updates the weights it owns. With replicas, every
+group takes its share of the global batch and the gradients of each weight block are
+summed over the groups (data parallelism over model-parallel groups).
+
+Every step's batch is a function of (data seed, step) alone, drawn identically on every
+rank, so the same configuration trains the same weights on any number of ranks (up to
+float rounding of the exchanges' sums) and a resumed run repeats an uninterrupted one.
+
+Modes: ``greedy`` trains stage 0 for ``steps`` steps, then stage 1 on stage 0's output,
+and so on (the learning-rate schedule restarts per stage); ``joint`` updates every stage
+at every step, each on its own objective with its input held fixed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import distarray as da
+from distarray import comm
+from distarray.checkpoint import checkpoint_meta, checkpoint_names, load_checkpoint, save_checkpoint
+
+from ..autoencoder import Losses
+from ..build import build_dataset, build_network, place
+from ..config import Config, parse_config
+from ..network import stage_of
+from ..optim import make_optimizer
+from .checkpoints import checkpoint_path, latest_checkpoint, prune_checkpoints, training_arrays
+from .metrics import MetricsLog, Progress, plot_loss, read_metrics
+
+__all__ = ["Trainer"]
+
+
+class Trainer:
+    """Train the network of ``config`` (see :mod:`models.config`) on every rank of the job.
+
+    Parameters
+    ----------
+    config : Config
+        An effective configuration (:func:`models.config.parse_config`).
+    run_dir : path, optional
+        Where config.toml, metrics.jsonl, loss.png and checkpoints/ go (rank 0 writes).
+        None: nothing is written (tests, notebooks).
+    progress : bool
+        Show a progress bar on rank 0.
+    world : communicator, optional
+        The ranks that train (default COMM_WORLD; ``comm.self_comm()`` for a serial twin).
+
+    Collective: construct on every rank of ``world`` and call :meth:`run` on every rank.
+    """
+
+    def __init__(self, config: Config, run_dir: str | Path | None = None, progress: bool = False,
+                 world: Any = None):
+        self.config = config
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        world = comm.world() if world is None else world
+        self.world = world
+        self.is_root = world.Get_rank() == 0
+        placement = place(config, world)
+        self.grid, self.peers = placement.grid, placement.peers
+        self.replicas, self.replica = placement.replicas, placement.replica
+        self.network = build_network(config, self.grid)
+        self.dataset = build_dataset(config)
+        train = config.train
+        self.batch = train.batch
+        self.local_batch_size = self.batch // self.replicas
+        self.optimizer = make_optimizer(train.optimizer, self.network.parameters(), train.momentum,
+                                        train.weight_decay, train.adagrad_eps)
+        self.greedy = train.mode == "greedy"
+        self.phase_steps = train.steps
+        self.total_steps = train.steps * (len(self.network) if self.greedy else 1)
+        self.schedule = train.lr_schedule
+        self.progress = progress and self.is_root
+        self.step = 0
+
+    # -- one step ------------------------------------------------------------------------
+    def stages_at(self, step: int) -> list[int]:
+        """The stages trained at ``step``."""
+        return [min(step // self.phase_steps, len(self.network) - 1)] if self.greedy else list(range(len(self.network)))
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate at ``step`` (the schedule restarts with each greedy stage)."""
+        return self.schedule(step % self.phase_steps if self.greedy else step)
+
+    def input_batch(self, step: int) -> da.DistArray:
+        """This rank's block of its replica's share of the batch of ``step`` (every rank
+        draws the same global batch and keeps its box: no messages)."""
+        images = self.dataset.batch(step, self.batch)  # (H, W, C, B) global
+        lo = self.replica * self.local_batch_size
+        return self.network.input_array(images[..., lo:lo + self.local_batch_size])
+
+    def train_step(self, step: int) -> dict[str, Any]:
+        """Collective: one synchronous step; returns its metrics record."""
+        start = time.perf_counter()
+        comm_before = self.network.comm_seconds
+        x = self.input_batch(step)
+        t_data = time.perf_counter() - start
+        stages = self.stages_at(step)
+        self.prepare(stages)
+        losses = self.network.forward(x, stages)
+        self.network.backward(stages)
+        grads = self.network.gradients(stages)
+        names = list(grads)
+        t_reduce = 0.0
+        if self.replicas > 1:  # each group's gradients are means over its share: average them
+            t0 = time.perf_counter()
+            for name in names:
+                comm.allreduce_array(self.peers, grads[name].local)
+                grads[name].local *= 1.0 / self.replicas
+            losses = self._replica_mean(losses)
+            t_reduce = time.perf_counter() - t0
+        lr = self.lr_at(step)
+        self.optimizer.step(grads, lr, names)
+        elapsed = time.perf_counter() - start
+        t_comm = self.network.comm_seconds - comm_before + t_reduce
+        self.step = step + 1
+        return {
+            "step": step,
+            "lr": lr,
+            "loss": sum(l.total for l in losses.values()),
+            "stages": {str(s): {"loss": l.total, "reconstruction": l.reconstruction, "sparsity": l.sparsity}
+                       for s, l in losses.items()},
+            "samples_per_s": self.batch / elapsed,
+            "seconds": {"step": elapsed, "data": t_data, "comm": t_comm,
+                        "compute": max(0.0, elapsed - t_data - t_comm)},
+        }
+
+    def prepare(self, stages: list[int]) -> None:
+        """Free the gradients and optimiser state of every stage not in ``stages`` (each step
+        does this for the stages it trains: in greedy mode the trainer holds one stage's,
+        not all; local, no communication)."""
+        self.network.release_gradients(keep=stages)
+        self.optimizer.release([n for n in self.optimizer.params if stage_of(n) not in stages])
+
+    def _replica_mean(self, losses: dict[int, Losses]) -> dict[int, Losses]:
+        """Collective: the objective's terms averaged over the replicas' shares of the batch."""
+        sums = comm.exact_sums(self.peers, [v for l in losses.values() for v in (l.reconstruction, l.sparsity)])
+        return {s: Losses(sums[2 * i] / self.replicas, sums[2 * i + 1] / self.replicas) for i, s in enumerate(losses)}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, da.DistArray]:
+        return training_arrays(self.network, self.optimizer)
+
+    def save(self) -> Path | None:
+        """Collective: write a checkpoint of the current step under run_dir (replica 0
+        writes; the others wait)."""
+        if self.run_dir is None:
+            return None
+        path = checkpoint_path(self.run_dir, self.step)
+        if self.replica == 0:
+            meta = {"step": self.step, "config": self.config.as_dict(), "optimizer": self.optimizer.hyper(),
+                    "grid": list(self.grid.dims), "ranks": self.world.Get_size(),
+                    "data": {"seed": self.config.model.seed, "next_step": self.step}}
+            save_checkpoint(path, self._arrays(), meta)
+            if self.grid.rank == 0:
+                prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
+        comm.barrier(self.world)
+        return path
+
+    def load(self, path: str | Path) -> int:
+        """Collective: restore parameters, optimiser state and step from a checkpoint
+        (written at any number of ranks); returns the step to continue from. The optimiser
+        state the checkpoint holds (the stages being trained when it was written) is
+        allocated first."""
+        saved = [n[len("opt/"):] for n in checkpoint_names(path, self.grid.comm) if n.startswith("opt/")]
+        slots = {f"{n}.{slot}" for n in self.optimizer.params for slot in self.optimizer.slots}
+        self.optimizer.ensure_state(sorted({n.rsplit(".", 1)[0] for n in saved if n in slots}))
+        saved = parse_config(checkpoint_meta(path, self.world)["config"]).model
+        if saved != self.config.model:  # the same metadata on every rank: all raise together
+            raise ValueError(f"checkpoint {path} is of another model: saved [model] "
+                             f"{saved}, configured {self.config.model}")
+        meta = load_checkpoint(path, self._arrays())
+        self.step = int(meta["step"])
+        return self.step
+
+    def resume(self) -> int:
+        """Collective: load the newest complete checkpoint of run_dir, if any; returns the step."""
+        found = latest_checkpoint(self.run_dir) if self.run_dir is not None else None
+        found = comm.broadcast(self.world, None if found is None else str(found))
+        return self.load(found) if found is not None else 0
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, until: int | None = None) -> list[dict[str, Any]]:
+        """Collective: train from the current step to the end (or to step ``until``),
+        logging and checkpointing as configured; returns this call's metrics records."""
+        train = self.config.train
+        stop = self.total_steps if until is None else min(int(until), self.total_steps)
+        log = None
+        if self.run_dir is not None and self.is_root:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.toml").write_text(self.config.to_toml())
+            log = MetricsLog(self.run_dir / "metrics.jsonl", start=self.step)
+        comm.barrier(self.world)
+        bar = Progress(self.total_steps, self.step, self.progress)
+        records = []
+        try:
+            while self.step < stop:
+                record = self.train_step(self.step)
+                records.append(record)
+                bar.update(record["loss"], record["samples_per_s"], ",".join(record["stages"]))
+                if log is not None and (record["step"] % train.log_every == 0 or self.step == stop):
+                    log.write(record)
+                every = train.checkpoint_every
+                if every and self.step % every == 0 and self.step < stop:
+                    self.save()
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        if records:
+            self.save()
+        if self.run_dir is not None and self.is_root and self.step == self.total_steps:
+            plot_loss(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png",
+                      title=f"{self.run_dir.name}: objective per image")
+        return records
