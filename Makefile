@@ -40,6 +40,7 @@ bench: venv
 	$(MPIRUN) -n 2 $(BIN)/python -m mpi4py benchmarks/bench_halo.py
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_layers.py --threads 1
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_train.py
+	$(ONE_THREAD) $(BIN)/python benchmarks/bench_learning.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

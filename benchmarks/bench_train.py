@@ -14,7 +14,8 @@ set to 1, in interleaved rounds so machine noise hits every configuration alike:
 ``--repeats`` rounds runs, for each mode, 1 rank then 2 ranks (2 then 1 in odd rounds).
 
 A training worker builds ``models.training.trainer.Trainer(config, run_dir=None)`` from ``--config``
-(default configs/demo.toml) and ``--set`` overrides, runs ``--warmup`` untimed steps, then
+(default configs/demo_untied.toml, the network of the figures in docs/benchmarks.md) and
+``--set`` overrides, runs ``--warmup`` untimed steps, then
 ``--steps`` steps timed as a whole (a barrier before starting and after stopping the clock).
 Two modes are measured:
 
@@ -60,7 +61,7 @@ from machine_info import header, write_result  # beside this script (sys.path[0]
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "train.json"
-DEFAULT_CONFIG = "configs/demo.toml"
+DEFAULT_CONFIG = "configs/demo_untied.toml"
 MODES = {"greedy_stage0": [], "joint": ['train.mode="joint"']}  # mode: extra --set overrides
 PARTS = ("data", "comm", "compute", "step")
 SPLIT = (0, 1, None, None)  # (H, W, C, B): rows and columns over the grid

@@ -141,10 +141,11 @@ def lc_forward(xb: Any, w: Any, k: int, stride: int = 1, bias: Any = None, out: 
     return out
 
 
-def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None) -> Any:
+def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, accumulate: bool = False) -> Any:
     """Weight gradient: ``dw[i, j] = dy[i, j] @ patch(i, j)^T``, shape (oh, ow, M, K).
 
-    ``out`` (oh, ow, M, K) is overwritten.
+    ``out`` (oh, ow, M, K) is overwritten, or added to with ``accumulate`` (tied weights:
+    the decoder's part, then the encoder's).
     """
     xp = get_array_module(xb)
     oh, ow, maps, batch = dy.shape
@@ -161,7 +162,10 @@ def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None) -
         # (n, K, B) @ (n, B, M) into a contiguous buffer (BLAS writes it directly; a
         # transposed out= view would make NumPy go through a temporary), then transposed
         xp.matmul(patches, dy[i, j0:j1].transpose(0, 2, 1), out=tmp[: j1 - j0])
-        out[i, j0:j1] = tmp[: j1 - j0].transpose(0, 2, 1)  # (n, M, K)
+        if accumulate:
+            out[i, j0:j1] += tmp[: j1 - j0].transpose(0, 2, 1)  # (n, M, K)
+        else:
+            out[i, j0:j1] = tmp[: j1 - j0].transpose(0, 2, 1)
     return out
 
 

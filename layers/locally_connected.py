@@ -43,12 +43,26 @@ class _Filters(WindowLayer):
         self.weight = da.uniform(shape, grid, seed, -scale, scale, split=(0, 1, None, None),
                                  dtype=self.dtype, backend_name=backend_name)  # (oh, ow, M, K)
         self._grad_weight: da.DistArray | None = None
+        self._tied_to: _Filters | None = None
         self._saved: tuple | None = None
+
+    def tie_to(self, other: "_Filters") -> None:
+        """Use ``other``'s weights and gradient array (one parameter for both layers: tied
+        weights). The layers must have the same weight shape; the layer whose backward runs
+        second must accumulate its weight gradient (``LocallyConnected2D.backward``)."""
+        if other.weight.shape != self.weight.shape:
+            raise ValueError(f"expected weights of shape {self.weight.shape} to tie to, got {other.weight.shape}")
+        self.weight = other.weight
+        self._tied_to = other
+        self._grad_weight = None
 
     @property
     def grad_weight(self) -> da.DistArray:
         """The weight gradient, allocated (zero) at first use and kept until
-        :meth:`release_gradients`: training one stage of many holds only its gradients."""
+        :meth:`release_gradients`: training one stage of many holds only its gradients.
+        Tied (:meth:`tie_to`): the other layer's."""
+        if self._tied_to is not None:
+            return self._tied_to.grad_weight
         if self._grad_weight is None:
             self._grad_weight = da.zeros_like(self.weight)
         return self._grad_weight
@@ -64,6 +78,17 @@ class _Filters(WindowLayer):
     def gradients(self) -> dict[str, da.DistArray]:
         """Gradients from the last backward, named as :meth:`parameters`."""
         return {"weight": self.grad_weight}
+
+    def normalise_filters(self, norm: float = 1.0) -> None:
+        """Scale every filter (each location's and map's K weights) to Euclidean norm ``norm``,
+        in place: the projection of a unit-norm constraint. Local: this rank's locations only,
+        no messages, and the same bits on any number of ranks. An all-zero filter stays zero."""
+        w = self.weight.local  # (oh_local, ow_local, M, K)
+        if w.size == 0:
+            return
+        xp = self.xp
+        norms = xp.sqrt(xp.sum(w * w, axis=3, keepdims=True, dtype=np.float64))  # (.., M, 1)
+        w *= (norm / xp.where(norms > 0, norms, 1.0)).astype(w.dtype)
 
     def _saved_for(self, what: str) -> tuple:
         if self._saved is None:
@@ -150,13 +175,15 @@ class LocallyConnected2D(_Filters):
         self._saved = (xb, batch)
         return y
 
-    def backward(self, dy: da.DistArray, input_grad: bool = True, weight_grad: bool = True) -> da.DistArray | None:
+    def backward(self, dy: da.DistArray, input_grad: bool = True, weight_grad: bool = True,
+                 accumulate: bool = False) -> da.DistArray | None:
         """Input gradient (input layout); weight and bias gradients into ``grad_weight``
         and ``grad_bias`` (overwritten). With ``input_grad=False`` (the first layer of a
         network: nothing upstream) only the parameter gradients are computed, no exchange
         runs, and None is returned (pass the same value on every rank). With
         ``weight_grad=False`` (gradients with respect to the input only, as when
-        optimising a stimulus) the parameter gradients are left as they were."""
+        optimising a stimulus) the parameter gradients are left as they were; with
+        ``accumulate`` the weight gradient is added to ``grad_weight`` (tied weights)."""
         xb, batch = self._saved_for("the input")
         self.check_array(dy, "output", batch)
         w, k, s = self.weight.local, self.window.k, self.window.stride
@@ -169,7 +196,7 @@ class LocallyConnected2D(_Filters):
         def weight_grads() -> None:
             if not weight_grad:
                 return
-            lc_weight_grad(xb, dy.local, k, s, out=self.grad_weight.local)
+            lc_weight_grad(xb, dy.local, k, s, out=self.grad_weight.local, accumulate=accumulate)
             if self.bias is not None:
                 dy.local.sum(axis=3, out=self.grad_bias.local)
 

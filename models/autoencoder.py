@@ -6,6 +6,7 @@ For a batch x (H, W, C, B) the stage computes
     z    = W1^T x             the encoder: locally connected filtering (maps per location)
     p    = sqrt(eps + H z^2)  fixed L2 pooling of the encoder outputs, map by map
     xhat = W2 z               the decoder: the transpose shape with its own weights
+                              (or, tied, W2 = W1^T at every location)
 
 and the objective, averaged over the batch,
 
@@ -15,6 +16,11 @@ whose gradients are dJ/dxhat = 2 (xhat - x) / B and dJ/dp = lambda / B. Backward
 decoder's backward (a fetch), adds the pooling's backward (an accumulate), and ends in the
 encoder's weight gradient. The input is data, so the encoder's input gradient is computed
 only when asked for. Every parameter gradient is computed where its weights live.
+
+Untied and unconstrained, J has a free scale (W1/a and a W2 reconstruct alike while the
+sparsity term falls by about a): ``norm`` removes it by projecting filters to unit norm after
+every optimiser step (:meth:`SparseAutoencoder.project`), ``tied`` by sharing one weight
+array (the gradient is the encoder's plus the decoder's), as RICA does (Le et al., NIPS 2011).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import distarray as da
 from distarray import comm
 from distarray.backend import get_array_module
 from layers import L2Pooling, LocallyConnected2D, LocallyConnectedTranspose2D
+
+from .config import NORMS
 
 __all__ = ["Losses", "SparseAutoencoder"]
 
@@ -71,6 +79,12 @@ class SparseAutoencoder:
         network on any number of ranks.
     bias : bool
         Give the encoder a per-location bias (RICA has none; default False).
+    tied : bool
+        Decode with the encoder's weights (W2 = W1^T per location): one weight array, half
+        the parameters, gradients and optimiser state (default False: Le et al.'s form).
+    norm : {"none", "encoder", "decoder", "both"}
+        Filters held at unit norm (per location and map): projected at construction and by
+        :meth:`project` after each update. Tied, "encoder", "decoder" and "both" are the same.
     dtype, backend_name
         float32 or float64; "numpy" or "cupy".
 
@@ -79,16 +93,23 @@ class SparseAutoencoder:
 
     def __init__(self, in_shape: Sequence[int], maps: int, k: int, pool: int, grid: da.ProcessGrid,
                  lam: float = 0.1, eps: float = 1e-4, stride: int = 1, seed: int = 0, bias: bool = False,
-                 dtype: Any = np.float32, backend_name: str = "numpy"):
+                 tied: bool = False, norm: str = "none", dtype: Any = np.float32, backend_name: str = "numpy"):
         if not lam >= 0:
             raise ValueError(f"expected lambda >= 0, got {lam}")
+        if norm not in NORMS:
+            raise ValueError(f"expected norm one of {NORMS}, got {norm!r}")
         self.encoder = LocallyConnected2D(in_shape, maps, k, grid, stride=stride, seed=seed, bias=bias,
                                           dtype=dtype, backend_name=backend_name)
         self.pool = L2Pooling(self.encoder.out_shape, pool, grid, eps=eps, dtype=dtype, backend_name=backend_name)
         self.decoder = LocallyConnectedTranspose2D(in_shape, maps, k, grid, stride=stride, seed=seed + 1,
                                                    dtype=dtype, backend_name=backend_name)
+        self.tied = bool(tied)
+        if self.tied:
+            self.decoder.tie_to(self.encoder)  # one weight array and one gradient: W2 = W1^T everywhere
+        self.norm = norm
         self.grid = grid
         self.lam = float(lam)
+        self.project()
         self.in_shape = self.encoder.in_shape
         self.out_shape = self.pool.out_shape  # what the stage hands on (before LCN)
         self._saved: tuple | None = None
@@ -98,15 +119,27 @@ class SparseAutoencoder:
         """Encoder, pooling, decoder."""
         return self.encoder, self.pool, self.decoder
 
+    def _trained_layers(self) -> tuple:
+        return (("encoder", self.encoder),) + ((("decoder", self.decoder),) if not self.tied else ())
+
     def parameters(self) -> dict[str, da.DistArray]:
-        """The stage's parameters by name ("encoder.weight", "decoder.weight", ...)."""
-        return {f"{name}.{key}": value for name, layer in (("encoder", self.encoder), ("decoder", self.decoder))
+        """The stage's parameters by name ("encoder.weight", "decoder.weight", ...; tied: no
+        "decoder.weight", the encoder's weight serves both)."""
+        return {f"{name}.{key}": value for name, layer in self._trained_layers()
                 for key, value in layer.parameters().items()}
 
     def gradients(self) -> dict[str, da.DistArray]:
         """Gradients from the last :meth:`backward`, named as :meth:`parameters`."""
-        return {f"{name}.{key}": value for name, layer in (("encoder", self.encoder), ("decoder", self.decoder))
+        return {f"{name}.{key}": value for name, layer in self._trained_layers()
                 for key, value in layer.gradients().items()}
+
+    def project(self) -> None:
+        """Put the filters that ``norm`` names back to unit norm (after an optimiser step;
+        local, no messages)."""
+        chosen = {"none": (), "encoder": (self.encoder,), "decoder": (self.decoder,),
+                  "both": (self.encoder, self.decoder)}[self.norm]
+        for layer in chosen[:1] if self.tied else chosen:
+            layer.normalise_filters()
 
     def release_gradients(self) -> None:
         """Free the encoder's and decoder's gradient arrays (allocated again at the next
@@ -118,6 +151,11 @@ class SparseAutoencoder:
         """The pooled features ``p = sqrt(eps + H (W1^T x)^2)`` (no objective, nothing kept
         for a backward of this stage's objective)."""
         return self.pool.forward(self.encoder.forward(x))
+
+    def reconstruct(self, x: da.DistArray) -> da.DistArray:
+        """The decoder's reconstruction ``W2 W1^T x`` of batch ``x`` (input layout; for
+        looking at, not for a backward of this stage's objective)."""
+        return self.decoder.forward(self.encoder.forward(x))
 
     def forward(self, x: da.DistArray) -> tuple[Losses, da.DistArray]:
         """The objective's terms on batch ``x`` (input layout) and the pooled features
@@ -154,7 +192,8 @@ class SparseAutoencoder:
             dpool.local += dp.local
         dz.local += self.pool.backward(dpool).local
         self._saved = None
-        dx = self.encoder.backward(dz, input_grad=input_grad)
+        # tied: the decoder wrote its part of dJ/dW into the shared gradient; the encoder adds its own
+        dx = self.encoder.backward(dz, input_grad=input_grad, accumulate=self.tied)
         if dx is not None:
             dx.local -= residual.local  # the input is also the reconstruction's target
         return dx

@@ -16,8 +16,13 @@ from distarray import comm
 from .config import Config
 from .data import ImageSource, make_dataset
 from .network import Network
+from .preprocess import Whitening, estimate_whitening
 
-__all__ = ["Placement", "build_dataset", "build_network", "grid_dims", "place"]
+__all__ = ["Placement", "WHITEN_IMAGES", "WHITEN_STEP", "build_dataset", "build_network", "build_whitening",
+           "grid_dims", "place", "whitening_from_meta"]
+
+WHITEN_STEP = 2**41  # the whitening is estimated on the data source's batch at this step (never trained on)
+WHITEN_IMAGES = 256  # ... of this many images
 
 
 def grid_dims(config: Config, ranks: int, strict: bool = True) -> tuple[int, int]:
@@ -83,3 +88,28 @@ def build_dataset(config: Config) -> ImageSource:
     """The data source of ``[data]``, sized to ``model.input`` and seeded by ``model.seed`` (local)."""
     h, w, channels = config.model.input
     return make_dataset(config.data.as_dict(), (h, w), channels, config.model.seed)
+
+
+def build_whitening(config: Config, dataset: ImageSource, world: Any) -> Whitening | None:
+    """Collective over ``world``: the input whitening ``model.whiten`` asks for (None for 0),
+    estimated by rank 0 from :data:`WHITEN_IMAGES` training images and broadcast, so every
+    rank applies the same bits."""
+    model = config.model
+    if not model.whiten:
+        return None
+    table = None
+    if world.Get_rank() == 0:
+        images = dataset.batch(WHITEN_STEP, WHITEN_IMAGES)  # (H, W, C, N)
+        table = estimate_whitening(images, model.whiten, model.whiten_eps, seed=model.seed).as_dict()
+    return Whitening.from_dict(comm.broadcast(world, table))
+
+
+def whitening_from_meta(config: Config, meta: dict[str, Any]) -> Whitening | None:
+    """The whitening a checkpoint's metadata stores (None when its model has none; the
+    same metadata on every rank, so all raise together)."""
+    table = meta.get("preprocess")
+    if not config.model.whiten:
+        return None
+    if table is None:
+        raise ValueError(f"checkpoint of a model with model.whiten = {config.model.whiten} stores no whitening")
+    return Whitening.from_dict(table)

@@ -49,8 +49,12 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from .optim import OPTIMIZERS, Schedule, check_hyper
 
-__all__ = ["Config", "DataConfig", "DEFAULTS", "ModelConfig", "RunConfig", "StageSpec", "TrainConfig",
+__all__ = ["Config", "DataConfig", "DEFAULTS", "ModelConfig", "NORMS", "RunConfig", "StageSpec", "TrainConfig",
            "apply_overrides", "load_config", "parse_config", "stage_specs"]
+
+
+#: Which filters a stage holds at unit norm (see :meth:`models.autoencoder.SparseAutoencoder.project`).
+NORMS = ("none", "encoder", "decoder", "both")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class StageSpec:
         Sparsity weight lambda of the stage's objective.
     eps : float
         Smoothing inside the pooling's square root.
+    tied : bool
+        Decoder weights are the encoder's (W2 = W1^T per location).
+    norm : str
+        Filters held at unit norm: one of :data:`NORMS`.
     """
 
     k: int
@@ -82,6 +90,8 @@ class StageSpec:
     stride: int = 1
     lam: float = 0.1
     eps: float = 1e-4
+    tied: bool = False
+    norm: str = "none"
 
     def __post_init__(self) -> None:
         ints = {"k": self.k, "maps": self.maps, "pool": self.pool, "stride": self.stride, "lcn": self.lcn}
@@ -91,6 +101,9 @@ class StageSpec:
             raise ValueError(f"expected lcn 0 (none) or an odd window side, got {self.lcn}")
         if not self.lam >= 0 or not self.eps > 0:
             raise ValueError(f"expected lambda >= 0 and eps > 0, got lambda={self.lam}, eps={self.eps}")
+        if type(self.tied) is not bool or self.norm not in NORMS:
+            raise ValueError(f"expected tied true or false and norm one of {NORMS}, got tied={self.tied!r}, "
+                             f"norm={self.norm!r}")
 
     def as_dict(self) -> dict[str, Any]:
         """The spec as a plain dict (``lam`` as the field is named)."""
@@ -103,12 +116,15 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``[model]``: the input (H, W, C), the weights' seed and dtype, the stages bottom first."""
+    """``[model]``: the input (H, W, C), the weights' seed and dtype, the stages bottom first,
+    and the input's ZCA whitening (``whiten``: the filter side, 0 for none; ``whiten_eps``)."""
 
     input: tuple[int, int, int]
     seed: int
     dtype: str
     stages: tuple[StageSpec, ...]
+    whiten: int = 0
+    whiten_eps: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -175,6 +191,7 @@ class Config:
         model = self.model
         return {
             "model": {"input": list(model.input), "seed": model.seed, "dtype": model.dtype,
+                      "whiten": model.whiten, "whiten_eps": model.whiten_eps,
                       "stages": [spec.as_table() for spec in model.stages]},
             "train": {key: getattr(self.train, key) for key in DEFAULTS["train"]},
             "data": self.data.as_dict(),
@@ -190,7 +207,7 @@ class Config:
 #: Every key a configuration may hold, with its default (``model.stages`` and ``data`` are
 #: checked by :class:`StageSpec` and :func:`models.data.make_dataset`).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"input": [32, 32, 3], "seed": 0, "dtype": "float32", "stages": []},
+    "model": {"input": [32, 32, 3], "seed": 0, "dtype": "float32", "whiten": 0, "whiten_eps": 0.1, "stages": []},
     "train": {
         "mode": "greedy", "steps": 100, "batch": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
         "weight_decay": 0.0, "adagrad_eps": 1e-8, "schedule": "constant", "warmup": 0, "final_lr": 0.0,
@@ -200,7 +217,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "run": {"grid": "auto", "replicas": 1, "backend": "numpy"},
 }
 
-_STAGE_KEYS = {"k", "maps", "pool", "lcn", "stride", "lambda", "eps"}
+_STAGE_KEYS = {"k", "maps", "pool", "lcn", "stride", "lambda", "eps", "tied", "norm"}
 _CHOICES = {("train", "mode"): ("greedy", "joint"), ("train", "optimizer"): OPTIMIZERS,
             ("train", "schedule"): Schedule.KINDS, ("model", "dtype"): ("float32", "float64"),
             ("run", "backend"): ("numpy", "cupy")}
@@ -228,7 +245,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     tables = _checked_tables(raw)
     model, train, data, run = (tables[name] for name in ("model", "train", "data", "run"))
     config = Config(
-        ModelConfig(tuple(model["input"]), model["seed"], model["dtype"], tuple(stage_specs(model["stages"]))),
+        ModelConfig(tuple(model["input"]), model["seed"], model["dtype"], tuple(stage_specs(model["stages"])),
+                    model["whiten"], float(model["whiten_eps"])),
         TrainConfig(**train),
         DataConfig(data["source"], MappingProxyType({k: copy.deepcopy(v) for k, v in data.items() if k != "source"})),
         RunConfig(None if run["grid"] == "auto" else tuple(run["grid"]), run["replicas"], run["backend"]))
@@ -265,6 +283,10 @@ def _checked_tables(raw: Mapping[str, Any]) -> dict[str, Any]:
     if len(model["input"]) != 3 or not all(type(n) is int and n > 0 for n in model["input"]):
         raise ValueError(f"expected model.input as [H, W, C] positive integers, got {model['input']}")
     stage_specs(model["stages"])  # checked here: the first refusal wins
+    side = model["whiten"]
+    if side < 0 or (side and (side % 2 == 0 or side >= min(model["input"][:2]))) or not model["whiten_eps"] > 0:
+        raise ValueError(f"expected model.whiten 0 (none) or an odd side smaller than the input, and "
+                         f"model.whiten_eps > 0, got {side} and {model['whiten_eps']}")
     if train["keep_checkpoints"] < 1 or train["checkpoint_every"] < 0:
         raise ValueError(f"expected train.keep_checkpoints >= 1 and train.checkpoint_every >= 0 (0: at the end "
                          f"only), got {train['keep_checkpoints']} and {train['checkpoint_every']}")

@@ -20,6 +20,7 @@ from layers import LocallyConnected2D, LocalContrastNorm
 
 from .autoencoder import Losses, SparseAutoencoder
 from .config import StageSpec
+from .preprocess import Whitening
 
 __all__ = ["Network", "LE2012_STAGES", "stage_of"]
 
@@ -65,8 +66,8 @@ class Network:
         for s, spec in enumerate(self.specs):
             try:
                 stage = SparseAutoencoder(shape, spec.maps, spec.k, spec.pool, grid, lam=spec.lam, eps=spec.eps,
-                                          stride=spec.stride, seed=seed + 10 * s, dtype=dtype,
-                                          backend_name=backend_name)
+                                          stride=spec.stride, seed=seed + 10 * s, tied=spec.tied, norm=spec.norm,
+                                          dtype=dtype, backend_name=backend_name)
                 norm = (LocalContrastNorm(stage.out_shape, spec.lcn, grid, dtype=dtype, backend_name=backend_name)
                         if spec.lcn else None)
             except ValueError as exc:
@@ -75,6 +76,9 @@ class Network:
             self.norms.append(norm)
             shape = norm.out_shape if norm is not None else stage.out_shape
         self.output_shape = shape
+        #: the input's whitening, applied by :meth:`input_array` (set from the data by the
+        #: trainer, or from a checkpoint's metadata; None: the images as given)
+        self.preprocess: Whitening | None = None
 
     def __len__(self) -> int:
         return len(self.stages)
@@ -118,13 +122,16 @@ class Network:
 
     def input_array(self, images: Any) -> da.DistArray:
         """This rank's block of a global (H, W, C, B) batch that every rank holds, as the
-        network's input (no messages)."""
+        network's input, whitened by :attr:`preprocess` when set (no messages: the block's
+        halo is read from the global batch; the same bits on any number of ranks)."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[:3] != self.input_shape:
             raise ValueError(f"expected images of shape {self.input_shape + ('B',)}, got {images.shape}")
         layout = self.input_layout(images.shape[3])
         xp = self.stages[0].encoder.xp
-        local = xp.ascontiguousarray(xp.asarray(images[layout.box(self.grid.rank).slices()], dtype=layout.dtype))
+        box = layout.box(self.grid.rank).slices()
+        block = images[box] if self.preprocess is None else self.preprocess.apply(images, *box[:2])[(slice(None),) * 2 + box[2:]]
+        local = xp.ascontiguousarray(xp.asarray(block, dtype=layout.dtype))
         return da.DistArray(local, layout, self.grid)
 
     # -- any layer, forward and back to the input (analysis) -------------------------------
@@ -201,6 +208,12 @@ class Network:
         (each stage's own objective; inputs held fixed)."""
         for s in sorted(set(int(s) for s in train)):
             self.stages[s].backward()
+
+    def project(self, stages: Iterable[int]) -> None:
+        """Put the unit-norm filters of ``stages`` back on their constraint (after an
+        optimiser step; local, no messages)."""
+        for s in sorted(set(int(s) for s in stages)):
+            self.stages[s].project()
 
     @property
     def comm_seconds(self) -> float:

@@ -46,7 +46,7 @@ def _hwc(x: np.ndarray) -> np.ndarray:
 
 
 def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | None, images: np.ndarray,
-                     filters: np.ndarray) -> Path:
+                     filters: np.ndarray, initial_filters: np.ndarray | None = None) -> Path:
     """Draw every figure into ``out/report/``, write ``out/neurons.json`` and ``out/report.html``.
 
     Parameters
@@ -60,6 +60,8 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
         The labelled images, then the pool, as evaluated.
     filters : (F, k, k, C)
         First-layer filters to show.
+    initial_filters : (F, k, k, C), optional
+        The same filters at the network's initial weights (the control).
 
     Returns
     -------
@@ -100,10 +102,28 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
     save_curves({f"neuron {i + 1}": result.stimulus.history[:, i] for i in range(k)}, folder / "ascent.png",
                 xlabel="ascent step", ylabel="activation", title="optimal stimulus: activation during the ascent")
     figures.append(Figure("report/ascent.png", "Gradient ascent", "activation of each iterate"))
-    save_montage(filters, folder / "filters.png", columns=8, scale="symmetric",
-                 title="first-layer filters at 3 x 3 locations (rows: locations, columns: maps)")
-    figures.append(Figure("report/filters.png", "First-layer filters",
-                          "on natural images they should look like localised, oriented edges"))
+    measured = result.first_stage
+    for name, bank, when in (("filters", filters, "trained"), ("filters_initial", initial_filters, "initial")):
+        if bank is None:
+            continue
+        numbers = measured.get(when, {})
+        said = (f"median OSI {numbers['osi_median']:.2f}, locality {numbers['locality_median']:.2f} over "
+                f"{numbers['count']} filters" if numbers else "")
+        save_montage(bank, folder / f"{name}.png", columns=8, scale="symmetric",
+                     title=f"first-layer filters, {when}: median OSI {numbers.get('osi_median', float('nan')):.2f}")
+        figures.append(Figure(f"report/{name}.png", f"First-layer filters, {when} weights",
+                              f"at 3 x 3 locations (rows: locations, columns: maps); {said}. Trained on natural images they should look like localised, oriented edges; "
+                              "OSI is the orientation selectivity index at the preferred spatial frequency (0: "
+                              "every orientation alike, 1: one), locality the share of a filter's energy in its "
+                              "best quarter-area window"))
+    if result.reconstructions is not None:
+        inputs, rebuilt = result.reconstructions
+        pairs = np.stack([inputs, rebuilt], axis=1).reshape((-1,) + inputs.shape[1:])  # input, then its rebuild
+        save_montage(pairs, folder / "reconstructions.png", columns=min(8, len(pairs)), scale="symmetric",
+                     labels=["input", "rebuilt"] * len(inputs), title="held-out images and stage 0's reconstructions")
+        figures.append(Figure("report/reconstructions.png", "Reconstructions",
+                              "labelled (never trained on) images as the first stage reads them, whitened when "
+                              "the run whitens, each beside the stage's reconstruction W2 W1^T x"))
     metrics = result.run / "metrics.jsonl"
     if metrics.is_file():
         plot_loss(read_metrics(metrics), folder / "loss.png", title=f"{result.run.name}: objective per image")
@@ -115,7 +135,7 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
     table = {"columns": columns, "rows": result.table_rows(),
              "caption": f"Face selectivity of the best neuron of stage {result.stage} {result.layer}, "
                         f"{result.labelled.positives} faces and {result.labelled.negatives} distractors"}
-    summary = [("run", str(result.run)), ("checkpoint step", str(result.step)),
+    summary = [("verdict", result.verdict()), ("run", str(result.run)), ("checkpoint step", str(result.step)),
                ("layer", f"stage {result.stage} {result.layer}, {result.shape} = {int(np.prod(result.shape)):,} "
                          "neurons"),
                ("labelled images", result.labelled.source),

@@ -33,14 +33,17 @@ from ..config import Config
 from ..data import BundledImages
 from ..network import Network
 from .activations import layer_activations, neuron_position, random_filter_activations
+from .orientation import filter_measures
 from .neurons import (LabelledImages, Selectivity, bundled_labelled, evaluate, folder_labelled, guess_selectivity,
                       load_trained, neuron_rows)
 from .stimulus import Stimulus, neuron_values_and_gradient, optimal_stimulus
 
-__all__ = ["Analysis", "analyse_run", "POOL_STEP", "MAX_RANDOM_FILTERS"]
+__all__ = ["Analysis", "analyse_run", "POOL_STEP", "MAX_RANDOM_FILTERS", "MAX_MEASURED_FILTERS"]
 
 POOL_STEP = 2**40  # the pool of unlabelled samples is the data source's batch at this step (never trained on)
 MAX_RANDOM_FILTERS = 4096  # the random-linear baseline has as many filters as the layer has neurons, at most this
+RECONSTRUCTED = 8  # held-out images shown beside their first-stage reconstructions
+MAX_MEASURED_FILTERS = 4096  # first-stage OSI and locality: every filter, or an even grid of locations up to this
 
 
 @dataclass
@@ -57,8 +60,31 @@ class Analysis:
     stimulus: Stimulus
     natural_values: np.ndarray  # (K,) best neurons on their top pool image scaled to the stimulus norm
     top_rows: np.ndarray  # (K, N + pool) best neurons' activations: labelled images, then the pool
+    first_stage: dict[str, Any] = field(default_factory=dict)  # OSI and locality: "trained", "initial"
+    reconstructions: np.ndarray | None = None  # (2, R, H, W, C): held-out inputs as stage 0 reads them, rebuilt
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
+
+    @property
+    def found(self) -> bool:
+        """A selective neuron is found only when the trained network's 95% interval lies
+        wholly above the held-out accuracies of the random-weights network and the guess."""
+        lo, _ = self.trained.interval
+        return lo > self.results[1].heldout_accuracy and lo > self.results[-1].heldout_accuracy
+
+    def verdict(self) -> str:
+        """One plain sentence with the numbers."""
+        lo, hi = self.trained.interval
+        words = "selective neuron found" if self.found else "no selective neuron found"
+        text = (f"{words}: the best neuron scores {self.trained.heldout_accuracy:.1%} held out (95% interval "
+                f"{lo:.1%} to {hi:.1%}) against {self.results[1].heldout_accuracy:.1%} for the same network at "
+                f"random weights and {self.results[-1].heldout_accuracy:.1%} for the all-negative guess")
+        if self.first_stage:
+            trained, initial = self.first_stage["trained"], self.first_stage["initial"]
+            text += (f"; first-stage filters: median OSI {trained['osi_median']:.2f} (initial weights "
+                     f"{initial['osi_median']:.2f}), locality {trained['locality_median']:.2f} (initial "
+                     f"{initial['locality_median']:.2f})")
+        return text
 
     @property
     def trained(self) -> Selectivity:
@@ -98,6 +124,8 @@ class Analysis:
                         for r in self.results],
             "stimulus": {"neurons": [c.index for c in self.trained.best], "values": self.stimulus.values.tolist(),
                          "natural_values_same_norm": self.natural_values.tolist()},
+            "verdict": self.verdict(), "selective_neuron_found": self.found,
+            "first_stage_filters": self.first_stage,
             "seconds": self.seconds,
         }
 
@@ -126,12 +154,18 @@ def _pool(config: Config, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     return np.moveaxis(batch, -1, 0), faces
 
 
-def _first_layer_filters(network: Network, places: int = 3, maps: int = 8) -> np.ndarray:
-    """Filters of the first layer at ``places`` x ``places`` locations spread over the
-    output, up to ``maps`` each: (F, k, k, C), the same on every rank (collective)."""
+def _first_layer_filters(network: Network, places: int | None = 3, maps: int | None = 8) -> np.ndarray:
+    """Filters of the first layer at ``places`` x ``places`` locations spread evenly over
+    the output (None: every location, or as many as :data:`MAX_MEASURED_FILTERS` allows),
+    up to ``maps`` each (None: all): (F, k, k, C), the same on every rank (collective)."""
     encoder = network.stages[0].encoder
     oh, ow, m = encoder.out_shape
-    rows, cols = np.linspace(0, oh - 1, places).round().astype(int), np.linspace(0, ow - 1, places).round().astype(int)
+    maps = m if maps is None else min(maps, m)
+    if places is None:
+        side = max(1, int(np.sqrt(MAX_MEASURED_FILTERS / maps)))
+        rows, cols = (np.unique(np.linspace(0, n - 1, min(n, side)).round().astype(int)) for n in (oh, ow))
+    else:
+        rows, cols = (np.linspace(0, n - 1, places).round().astype(int) for n in (oh, ow))
     (i0, j0), (i1, j1) = encoder.block
     local = np.asarray(encoder.filters(), dtype=np.float64) if (i1 > i0 and j1 > j0) else None
     mine = {(i, j): local[i - i0, j - j0, :maps] for i in rows for j in cols
@@ -140,6 +174,14 @@ def _first_layer_filters(network: Network, places: int = 3, maps: int = 8) -> np
     for part in comm.allgather(network.grid.comm, {k: v.tolist() for k, v in mine.items()}):  # one owner each
         found.update(part)
     return np.concatenate([np.array(found[(i, j)]) for i in rows for j in cols])  # (F, k, k, C)
+
+
+def _reconstructions(network: Network, images: np.ndarray) -> np.ndarray:
+    """``images`` (R, H, W, C) as the first stage reads them (whitened when the run whitens)
+    and that stage's reconstructions of them: (2, R, H, W, C), on every rank (collective)."""
+    x = network.input_array(np.moveaxis(images, 0, -1))  # (H, W, C, R) distributed
+    xhat = network.stages[0].reconstruct(x)
+    return np.stack([np.moveaxis(a.allgather(), -1, 0) for a in (x, xhat)])
 
 
 def analyse_run(run: str | Path, out: str | Path | None = None, positives: str | Path | None = None,
@@ -211,6 +253,9 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
     _, untrained, _ = load_trained(run, world, checkpoint, trained=False)
     r_acts, r_indices = layer_activations(untrained, labelled.images, stage, layer)
     results.append(evaluate("same network, random weights", r_acts, r_indices, labelled.labels, world, seed, best))
+    initial_filters = _first_layer_filters(untrained)
+    first_stage = {"trained": filter_measures(_first_layer_filters(network, None, None)).as_dict(),
+                   "initial": filter_measures(_first_layer_filters(untrained, None, None)).as_dict()}
     del untrained, r_acts
     count = min(int(np.prod(shape)), MAX_RANDOM_FILTERS)
     l_acts, l_indices = random_filter_activations(labelled.images, count, seed, world.Get_rank(), world.Get_size())
@@ -232,16 +277,18 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
     say(f"  optimal stimuli: {', '.join(f'{v:.3g}' for v in stimulus.values)} against top images at the same norm "
         f"{', '.join(f'{v:.3g}' for v in natural_values)} ({seconds['stimulus']:.1f} s)")
     filters = _first_layer_filters(network)
+    reconstructions = _reconstructions(network, labelled.images[:RECONSTRUCTED])
 
     result = Analysis(Path(run), int(meta["step"]), stage, layer, shape, labelled, results, stimulus,
-                      natural_values, rows, seconds)
+                      natural_values, rows, first_stage, reconstructions, seconds)
     if root:
         from .report import write_run_report
 
         result.report = write_run_report(result, Path(run) if out is None else Path(out), extra_faces, everything,
-                                         filters)
+                                         filters, initial_filters)
         lap("report")
         say(result.table_text())
+        say(result.verdict())
         say(f"report: {result.report}")
     comm.barrier(world)
     return result

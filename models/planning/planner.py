@@ -8,7 +8,7 @@ The layout arithmetic is the layers' own (:mod:`layers.geometry`): output locati
 over the grid in balanced blocks, each layer fetching the input box its block reads. The
 memory model follows what the implementation allocates (see docs/scaling.md):
 
-- weights: every stage's encoder and decoder weights;
+- weights: every stage's encoder and decoder weights (tied stages: the encoder's only);
 - gradients and optimiser state (one slot: SGD momentum, Adagrad's sum of squares): only for
   the stages a step trains. They are allocated at a stage's first step and freed when the
   trainer moves on, so greedy training holds one stage's; the update runs in chunks and adds
@@ -178,8 +178,8 @@ def _stage_layers(s: int, spec: Any, in_shape: tuple[int, int, int], grid: tuple
         layers.append(_window_layer(f"stage{s}.norm", p, out, nwin, grid, rank, batch, 0,
                                     6 * spec.lcn**2 * spec.maps + 8))
     in_lay = input_layout(tuple(in_shape) + (batch,), grid, np.float32)
-    decoder = LayerCost(f"stage{s}.decoder", tuple(in_shape), filt.params, filt.box, filt.halo, filt.peers,
-                        in_lay.box(rank).size, filt.flops)
+    decoder = LayerCost(f"stage{s}.decoder", tuple(in_shape), 0 if spec.tied else filt.params, filt.box, filt.halo,
+                        filt.peers, in_lay.box(rank).size, filt.flops)  # tied: no weights of its own
     return layers + [decoder], out
 
 
@@ -239,7 +239,7 @@ def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int
                 exchange(filt, 2)  # decoder accumulate (forward) and fetch (backward)
                 exchange(pool)  # pooling backward's accumulate
                 work["calls"] += 4
-                work["update_params"] += 2 * filt.params
+                work["update_params"] += filt.params + decoder.params  # tied: one weight array
             flops += sum(l.flops for l in ran) + (4 * filt.flops + pool.flops if s in stages else 0)
         shape = out
     params = sum(l.params for l in layers)

@@ -27,7 +27,7 @@ from distarray import comm
 from distarray.checkpoint import checkpoint_meta, checkpoint_names, load_checkpoint, save_checkpoint
 
 from ..autoencoder import Losses
-from ..build import build_dataset, build_network, place
+from ..build import build_dataset, build_network, build_whitening, place, whitening_from_meta
 from ..config import Config, parse_config
 from ..network import stage_of
 from ..optim import make_optimizer
@@ -67,6 +67,7 @@ class Trainer:
         self.replicas, self.replica = placement.replicas, placement.replica
         self.network = build_network(config, self.grid)
         self.dataset = build_dataset(config)
+        self.network.preprocess = build_whitening(config, self.dataset, world)
         train = config.train
         self.batch = train.batch
         self.local_batch_size = self.batch // self.replicas
@@ -117,6 +118,7 @@ class Trainer:
             t_reduce = time.perf_counter() - t0
         lr = self.lr_at(step)
         self.optimizer.step(grads, lr, names)
+        self.network.project(stages)
         elapsed = time.perf_counter() - start
         t_comm = self.network.comm_seconds - comm_before + t_reduce
         self.step = step + 1
@@ -157,6 +159,8 @@ class Trainer:
             meta = {"step": self.step, "config": self.config.as_dict(), "optimizer": self.optimizer.hyper(),
                     "grid": list(self.grid.dims), "ranks": self.world.Get_size(),
                     "data": {"seed": self.config.model.seed, "next_step": self.step}}
+            if self.network.preprocess is not None:
+                meta["preprocess"] = self.network.preprocess.as_dict()
             save_checkpoint(path, self._arrays(), meta)
             if self.grid.rank == 0:
                 prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
@@ -171,10 +175,12 @@ class Trainer:
         saved = [n[len("opt/"):] for n in checkpoint_names(path, self.grid.comm) if n.startswith("opt/")]
         slots = {f"{n}.{slot}" for n in self.optimizer.params for slot in self.optimizer.slots}
         self.optimizer.ensure_state(sorted({n.rsplit(".", 1)[0] for n in saved if n in slots}))
-        saved = parse_config(checkpoint_meta(path, self.world)["config"]).model
+        stored = checkpoint_meta(path, self.world)
+        saved = parse_config(stored["config"]).model
         if saved != self.config.model:  # the same metadata on every rank: all raise together
             raise ValueError(f"checkpoint {path} is of another model: saved [model] "
                              f"{saved}, configured {self.config.model}")
+        self.network.preprocess = whitening_from_meta(self.config, stored)
         meta = load_checkpoint(path, self._arrays())
         self.step = int(meta["step"])
         return self.step

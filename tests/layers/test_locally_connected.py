@@ -144,3 +144,31 @@ def test_errors_are_clear():
         layer.backward(da.zeros((7, 7, 8, 2), g))
     with pytest.raises(ValueError, match="fan-in"):
         lck.lc_forward(np.zeros((9, 9, 3, 2), np.float32), np.zeros((7, 7, 8, 26), np.float32), 3)
+
+
+def test_weight_gradient_accumulates_when_asked():
+    rng = np.random.default_rng(5)
+    xb, dy = rng.standard_normal((7, 6, 2, 3)), rng.standard_normal((4, 3, 3, 3))  # k 4: 4 x 3 outputs
+    once = lck.lc_weight_grad(xb, dy, 4)
+    out = np.ones_like(once)
+    lck.lc_weight_grad(xb, dy, 4, out=out, accumulate=True)
+    assert np.allclose(out, once + 1.0, rtol=1e-13, atol=1e-13)
+
+
+def test_tied_layers_share_weights_and_gradient():
+    enc = LocallyConnected2D((7, 6, 2), 3, 4, serial_grid(), seed=1, bias=False, dtype=np.float64)
+    dec = LocallyConnectedTranspose2D((7, 6, 2), 3, 4, serial_grid(), seed=2, dtype=np.float64)
+    dec.tie_to(enc)
+    assert dec.weight is enc.weight and dec.grad_weight is enc.grad_weight
+    other = LocallyConnectedTranspose2D((7, 6, 2), 2, 4, serial_grid(), seed=2, dtype=np.float64)
+    with pytest.raises(ValueError, match="to tie to"):
+        other.tie_to(enc)
+
+
+def test_normalise_filters_scales_each_filter_to_the_norm():
+    layer = LocallyConnected2D((7, 6, 2), 3, 4, serial_grid(), seed=1, bias=False, dtype=np.float64)
+    layer.weight.local[0, 0, 1] = 0.0
+    layer.normalise_filters(2.0)
+    norms = np.linalg.norm(layer.weight.local, axis=3)
+    assert norms[0, 0, 1] == 0.0
+    assert np.allclose(np.delete(norms.ravel(), 1), 2.0, rtol=1e-13)

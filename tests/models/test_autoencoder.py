@@ -26,9 +26,10 @@ def self_grid() -> da.ProcessGrid:
     return GRID[0]
 
 
-def stage(bias=False, lam=0.1, dtype=np.float64, shape=(9, 8, 2), maps=3, k=4, pool=2, stride=1):
+def stage(bias=False, lam=0.1, dtype=np.float64, shape=(9, 8, 2), maps=3, k=4, pool=2, stride=1, tied=False,
+          norm="none"):
     return SparseAutoencoder(shape, maps, k, pool, self_grid(), lam=lam, eps=1e-3, stride=stride, seed=5,
-                             bias=bias, dtype=dtype)
+                             bias=bias, tied=tied, norm=norm, dtype=dtype)
 
 
 def batch(shape, b=3, seed=1, dtype=np.float64):
@@ -67,6 +68,73 @@ def test_parameter_gradients_match_finite_differences(bias, stride):
         grad = ae.gradients()[name].local.copy()
         assert np.abs(grad).max() > 0, name
         assert check_gradient(loss, param.local, grad, rng, h=H) < 1e-6, name
+
+
+@pytest.mark.parametrize("stride,bias", [(1, False), (2, True)])
+def test_tied_weights_objective_and_gradients(stride, bias):
+    """Tied: one weight array serves as W1 and W2^T; the objective is the untied one with
+    W2 = W1, and dJ/dW (the encoder's part plus the decoder's) matches finite differences."""
+    ae = stage(tied=True, stride=stride, bias=bias)
+    assert set(ae.parameters()) == {"encoder.weight"} | ({"encoder.bias"} if bias else set())
+    assert ae.decoder.weight is ae.encoder.weight
+    x = batch(ae.in_shape)
+    xg = x.local.copy()
+    losses, _ = ae.forward(x)
+    w = ae.encoder.weight.local
+    z = lc_reference(xg, w, None if not bias else ae.encoder.bias.local, 4, stride, 0)
+    xhat = lc_transpose_reference(z, w, xg.shape[:2], 4, stride, 0)
+    assert losses.reconstruction == pytest.approx(np.sum((xhat - xg) ** 2) / 3, rel=1e-12)
+
+    def loss() -> float:
+        return ae.forward(x)[0].total
+
+    loss()
+    ae.backward()
+    first = {name: g.local.copy() for name, g in ae.gradients().items()}
+    loss()
+    ae.backward()  # a second backward overwrites (the decoder's part), then adds (the encoder's)
+    assert all(np.array_equal(ae.gradients()[name].local, g) for name, g in first.items())
+    rng = np.random.default_rng(2)
+    for name, param in ae.parameters().items():
+        assert check_gradient(loss, param.local, first[name], rng, h=H) < 1e-6, name
+
+
+def test_tied_gradient_is_the_sum_of_the_untied_parts():
+    untied, tied = stage(), stage(tied=True)
+    untied.decoder.weight.local[...] = untied.encoder.weight.local  # the same network, untied
+    x = batch(untied.in_shape)
+    untied.forward(x)
+    untied.backward()
+    tied.forward(x)
+    tied.backward()
+    total = untied.encoder.grad_weight.local + untied.decoder.grad_weight.local
+    assert np.allclose(tied.gradients()["encoder.weight"].local, total, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("norm,tied", [("encoder", False), ("decoder", False), ("both", False), ("encoder", True)])
+def test_unit_norm_projection(norm, tied):
+    ae = stage(norm=norm, tied=tied)
+    chosen = {"encoder": [ae.encoder], "decoder": [ae.decoder], "both": [ae.encoder, ae.decoder]}[norm]
+    others = [layer for layer in (ae.encoder, ae.decoder) if layer not in chosen and not tied]
+    for layer in chosen:  # projected at construction
+        assert np.allclose(np.linalg.norm(layer.weight.local, axis=3), 1.0, atol=1e-12)
+    for layer in others:
+        assert not np.allclose(np.linalg.norm(layer.weight.local, axis=3), 1.0)
+    for layer in (ae.encoder, ae.decoder):
+        layer.weight.local *= 3.0
+    ae.project()
+    for layer in chosen:
+        assert np.allclose(np.linalg.norm(layer.weight.local, axis=3), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match="norm one of"):
+        stage(norm="rows")
+
+
+def test_projection_keeps_a_zero_filter_zero():
+    ae = stage(norm="encoder")
+    ae.encoder.weight.local[0, 0, 0] = 0.0
+    ae.project()
+    assert not ae.encoder.weight.local[0, 0, 0].any()
+    assert np.isfinite(ae.encoder.weight.local).all()
 
 
 def test_gradient_from_above_and_input_gradient():

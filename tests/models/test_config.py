@@ -49,7 +49,7 @@ def test_parse_config_fills_every_default():
     for table in ("train", "run"):
         assert config[table] == DEFAULTS[table]
     assert config["data"] == {"source": "bundled"}
-    full = {**STAGE, "stride": 1, "lambda": 0.1, "eps": 1e-4}  # the stage defaults written out
+    full = {**STAGE, "stride": 1, "lambda": 0.1, "eps": 1e-4, "tied": False, "norm": "none"}  # defaults written out
     assert config["model"] == {**DEFAULTS["model"], "stages": [full]}
 
 
@@ -119,11 +119,13 @@ def test_shipped_config_holds_what_the_file_says_and_defaults(name):
 
 def test_demo_toml():
     config = load_config(CONFIGS / "demo.toml")
-    assert config.model.input == (32, 32, 3) and config.model.dtype == "float32"
+    assert config.model.input == (48, 48, 1) and config.model.dtype == "float32"
+    assert (config.model.whiten, config.model.whiten_eps) == (7, 0.1)
     specs = config.model.stages
-    assert len(specs) == 2 and [spec.k for spec in specs] == [8, 6]
-    assert all((spec.maps, spec.pool, spec.lcn, spec.lam) == (8, 3, 3, 0.1) for spec in specs)
-    assert (config.train.mode, config.train.optimizer) == ("greedy", "sgd")
+    assert len(specs) == 2 and [(spec.k, spec.stride) for spec in specs] == [(8, 3), (4, 1)]
+    assert all((spec.maps, spec.pool, spec.lcn, spec.lam, spec.tied, spec.norm) == (8, 2, 3, 0.8, True, "encoder")
+               for spec in specs)
+    assert (config.train.mode, config.train.optimizer, config.train.batch) == ("greedy", "sgd", 128)
     assert config.data.source == "bundled"
 
 
@@ -234,7 +236,7 @@ def test_stage_not_a_table():
 
 def test_stage_unknown_key_named_with_accepted_ones():
     message = refused(raw(model={"stages": [dict(STAGE), {**STAGE, "size": 3}]}), "model.stages[1]", "'size'")
-    assert str(sorted({"k", "maps", "pool", "lcn", "stride", "lambda", "eps"})) in message
+    assert str(sorted({"k", "maps", "pool", "lcn", "stride", "lambda", "eps", "tied", "norm"})) in message
     refused(raw(model={"stages": [{**STAGE, "lam": 0.1}]}), "model.stages[0]", "'lam'")  # TOML says lambda
 
 
@@ -247,7 +249,26 @@ def test_stage_missing_required_key_named(missing):
 
 def test_stage_with_only_required_keys():
     assert tables(raw(model={"stages": [{"k": 3, "maps": 2, "pool": 2}]}))["model"]["stages"] == \
-        [{"k": 3, "maps": 2, "pool": 2, "lcn": 5, "stride": 1, "lambda": 0.1, "eps": 1e-4}]
+        [{"k": 3, "maps": 2, "pool": 2, "lcn": 5, "stride": 1, "lambda": 0.1, "eps": 1e-4, "tied": False,
+          "norm": "none"}]
+
+
+@pytest.mark.parametrize("key,value", [("tied", 1), ("tied", "yes"), ("norm", "rows"), ("norm", 1)])
+def test_stage_tied_and_norm_checked(key, value):
+    refused(raw(model={"stages": [{**STAGE, key: value}]}), "tied true or false and norm one of", repr(value))
+
+
+@pytest.mark.parametrize("whiten,eps", [(4, 0.1), (-1, 0.1), (33, 0.1), (5, 0.0)])
+def test_whitening_checked(whiten, eps):
+    refused(raw(model={"whiten": whiten, "whiten_eps": eps}), "model.whiten 0 (none) or an odd side", str(whiten))
+
+
+def test_whitening_and_tied_unit_norm_stages_accepted():
+    config = parse_config(raw(model={"whiten": 7, "whiten_eps": 0.05, "stages": [{**STAGE, "tied": True,
+                                                                                   "norm": "encoder"}]}))
+    assert (config.model.whiten, config.model.whiten_eps) == (7, 0.05)
+    assert (config.model.stages[0].tied, config.model.stages[0].norm) == (True, "encoder")
+    assert parse_config(config.as_dict()) == config
 
 
 # --- counts, batch and replicas, grid --------------------------------------------------------
@@ -338,12 +359,12 @@ def test_override_through_a_scalar_is_a_value_error(assignment):
 # --- load_config -----------------------------------------------------------------------------
 
 def test_load_config_applies_overrides_then_checks(tmp_path):
-    config = load_config(CONFIGS / "demo.toml", ["train.lr=0.01", "model.stages.1.maps=4", "run.grid=[2, 1]",
+    config = load_config(CONFIGS / "demo.toml", ["train.lr=0.05", "model.stages.1.maps=4", "run.grid=[2, 1]",
                                                  "train.optimizer=adagrad"])
-    assert config.train.lr == 0.01 and config.train.optimizer == "adagrad"
+    assert config.train.lr == 0.05 and config.train.optimizer == "adagrad"
     assert config.model.stages[1].maps == 4 and config.model.stages[0].maps == 8
     assert config.run.grid == (2, 1)
-    assert load_config(CONFIGS / "demo.toml").train.lr == 0.001  # the file is untouched
+    assert load_config(CONFIGS / "demo.toml").train.lr == 0.01  # the file is untouched
 
 
 def test_load_config_errors_name_the_file():

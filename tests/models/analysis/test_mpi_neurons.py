@@ -76,8 +76,9 @@ def test_analyse_run_equals_one_rank(shared_dir):
     """Train a tiny run here, analyse it at N ranks and on rank 0 alone: same table, same
     neurons; the report and every image it references exist."""
     cfg = parse_config({
-        "model": {"input": [14, 13, 1], "seed": 2, "dtype": "float64", "stages": [
-            {"k": 4, "maps": 3, "pool": 2, "lcn": 3, "eps": 1e-3}, {"k": 3, "maps": 2, "pool": 2, "lcn": 0}]},
+        "model": {"input": [14, 13, 1], "seed": 2, "dtype": "float64", "whiten": 3, "stages": [
+            {"k": 4, "maps": 3, "pool": 2, "lcn": 3, "eps": 1e-3, "tied": True, "norm": "encoder"},
+            {"k": 3, "maps": 2, "pool": 2, "lcn": 0}]},
         "train": {"steps": 3, "batch": 6, "lr": 0.01},
         "data": {"source": "bundled", "face_share": 0.3},
     })
@@ -94,6 +95,8 @@ def test_analyse_run_equals_one_rank(shared_dir):
         assert twin.table_rows() == table
         assert [r.as_dict() for r in twin.results] == [r.as_dict() for r in got.results]
         np.testing.assert_allclose(twin.stimulus.values, got.stimulus.values, rtol=1e-10)
+        assert twin.first_stage == got.first_stage and twin.verdict() == got.verdict()
+        np.testing.assert_allclose(twin.reconstructions, got.reconstructions, rtol=1e-10, atol=1e-12)
         files = referenced_files(got.report)
         assert len(files) >= 7 and all(f.is_file() and f.stat().st_size > 0 for f in files)
         assert (shared_dir / "n" / "neurons.json").is_file()

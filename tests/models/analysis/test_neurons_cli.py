@@ -35,8 +35,9 @@ def run(tmp_path_factory) -> Path:
     """A tiny trained run (on this process alone)."""
     path = tmp_path_factory.mktemp("neurons") / "tiny"
     config = parse_config({
-        "model": {"input": [16, 16, 3], "seed": 1, "stages": [
-            {"k": 5, "maps": 4, "pool": 2, "lcn": 3}, {"k": 3, "maps": 3, "pool": 2, "lcn": 3}]},
+        "model": {"input": [16, 16, 3], "seed": 1, "whiten": 5, "stages": [
+            {"k": 5, "maps": 4, "pool": 2, "lcn": 3, "tied": True, "norm": "encoder"},
+            {"k": 3, "maps": 3, "pool": 2, "lcn": 3}]},
         "train": {"steps": 4, "batch": 8, "lr": 0.01},
     })
     Trainer(config, path, world=comm.self_comm()).run()
@@ -52,13 +53,20 @@ def test_report_at_two_ranks(run):
     files = referenced_files(run / "report.html")
     names = {f.name for f in files}
     assert {"top_images_1.png", "top_images_2.png", "histogram.png", "stimulus.png", "filters.png",
-            "loss.png"} <= names
+            "filters_initial.png", "reconstructions.png", "loss.png"} <= names
+    assert "no selective neuron found" in done.stdout or "selective neuron found" in done.stdout
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
     html = (run / "report.html").read_text()
     assert "Held-out accuracy" in html and "Oracle accuracy" in html and "http" not in html
     summary = json.loads((run / "neurons.json").read_text())
     assert summary["images"]["positives"] == 30 and summary["images"]["negatives"] == 60
     assert [r["model"] for r in summary["results"]][0] == "trained network"
+    assert summary["verdict"].endswith(f"locality {summary['first_stage_filters']['trained']['locality_median']:.2f} "
+                                       f"(initial {summary['first_stage_filters']['initial']['locality_median']:.2f})")
+    assert summary["verdict"].startswith("selective" if summary["selective_neuron_found"] else "no selective")
+    for when in ("trained", "initial"):
+        assert summary["first_stage_filters"][when]["count"] == 12 * 12 * 4  # every first-stage filter
+        assert 0 <= summary["first_stage_filters"][when]["osi_median"] <= 1
 
 
 def test_image_folders_and_another_layer(run, tmp_path):

@@ -139,3 +139,53 @@ def test_objective_gradient_by_finite_differences():
                     param.local[local] -= step
             fd = (values[0] - values[1]) / (2 * h)
             assert abs(fd - grad[index]) <= 1e-6 * max(abs(fd), 1e-3 * np.sqrt(np.mean(grad**2))), (name, index)
+
+
+def learning_config(dtype="float64", steps=3):
+    """Tied, unit-norm filters on whitened input (the configuration that learns edges)."""
+    raw = config("greedy", dtype, steps=steps).as_dict()
+    raw["model"]["whiten"] = 5
+    for stage in raw["model"]["stages"]:
+        stage.update(tied=True, norm="encoder")
+    raw["model"]["input"] = [16, 15, 1]
+    raw["model"]["stages"][0]["stride"] = 2  # 16 x 15 -> 7 x 6 -> 6 x 5 -> 4 x 3
+    raw["model"]["stages"][1]["k"] = 2  # -> 3 x 2 -> 2 x 1
+    return parse_config(raw)
+
+
+def test_whitened_input_is_the_same_bits_at_any_rank_count():
+    trainer, twin = Trainer(learning_config()), Trainer(learning_config(), world=_comm.self_comm())
+    assert np.array_equal(trainer.network.preprocess.kernel, twin.network.preprocess.kernel)
+    images = trainer.dataset.batch(7, 4)
+    ours = trainer.network.input_array(images).allgather()
+    theirs = twin.network.input_array(images).local
+    assert np.array_equal(ours, theirs)
+    assert not np.allclose(ours, images)  # whitened, not passed through
+
+
+def test_unit_norm_projection_is_the_same_bits_at_any_rank_count():
+    trainer, twin = Trainer(learning_config()), Trainer(learning_config(), world=_comm.self_comm())
+    for t in (trainer, twin):
+        for name, p in t.network.parameters().items():
+            scale = np.random.default_rng(3).uniform(0.5, 3.0, p.shape)  # global: the same filters scaled alike
+            p.local *= scale[p.layout.box(p.grid.rank).slices()]
+        t.network.project(range(len(t.network)))
+    ours, theirs = weights(trainer), weights(twin)
+    assert set(ours) == {"param/stage0.encoder.weight", "param/stage1.encoder.weight"}  # tied: no decoders
+    for name in theirs:
+        assert np.array_equal(ours[name], theirs[name]), name
+        assert np.allclose(np.linalg.norm(ours[name], axis=3), 1.0, atol=1e-12), name
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tied_unit_norm_whitened_training_matches_one_rank(dtype):
+    cfg = learning_config(dtype, steps=4)
+    trainer, twin = Trainer(cfg), Trainer(cfg, world=_comm.self_comm())
+    got, want = trainer.run(), twin.run()
+    rtol = 1e-10 if dtype == "float64" else 1e-4  # float32: the accumulate's rank order, amplified by momentum
+    np.testing.assert_allclose(losses(got), losses(want), rtol=rtol)
+    ours, theirs = weights(trainer), weights(twin)
+    for name in theirs:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=rtol, atol=rtol * 1e-2, err_msg=name)
+        if name.startswith("param/"):
+            assert np.allclose(np.linalg.norm(ours[name], axis=3), 1.0, atol=1e-5), name

@@ -84,7 +84,7 @@ def test_demo_trains_and_its_loss_falls(tmp_path):
     assert [r["step"] for r in records] == list(range(80))
     for stage, steps in (("0", records[:40]), ("1", records[40:])):
         loss = [r["stages"][stage]["loss"] for r in steps]
-        assert np.mean(loss[-5:]) < 0.7 * np.mean(loss[:5]), (stage, loss)
+        assert np.mean(loss[-5:]) < 0.9 * np.mean(loss[:5]), (stage, loss)  # tied, unit-norm: no collapse to 0
         assert all(set(r["seconds"]) == {"step", "data", "comm", "compute"} for r in steps)
 
 
