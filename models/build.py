@@ -16,10 +16,10 @@ from distarray import comm
 from .config import Config
 from .data import ImageSource, make_dataset
 from .network import Network
-from .preprocess import Whitening, estimate_whitening
+from .preprocess import LocalContrast, Preprocess, estimate_whitening
 
-__all__ = ["Placement", "WHITEN_IMAGES", "WHITEN_STEP", "build_dataset", "build_network", "build_whitening",
-           "grid_dims", "place", "whitening_from_meta"]
+__all__ = ["Placement", "WHITEN_IMAGES", "WHITEN_STEP", "build_dataset", "build_network", "build_preprocess",
+           "grid_dims", "place", "preprocess_from_meta"]
 
 WHITEN_STEP = 2**41  # the whitening is estimated on the data source's batch at this step (never trained on)
 WHITEN_IMAGES = 256  # ... of this many images
@@ -90,26 +90,33 @@ def build_dataset(config: Config) -> ImageSource:
     return make_dataset(config.data.as_dict(), (h, w), channels, config.model.seed)
 
 
-def build_whitening(config: Config, dataset: ImageSource, world: Any) -> Whitening | None:
-    """Collective over ``world``: the input whitening ``model.whiten`` asks for (None for 0),
-    estimated by rank 0 from :data:`WHITEN_IMAGES` training images and broadcast, so every
-    rank applies the same bits."""
+def build_preprocess(config: Config, dataset: ImageSource, world: Any) -> Preprocess | None:
+    """Collective over ``world``: the input preprocessing ``[model]`` asks for (None when
+    ``input_lcn`` and ``whiten`` are both 0): LCN, then a ZCA whitening that rank 0 estimates
+    from :data:`WHITEN_IMAGES` training images (after the LCN) and broadcasts, so every rank
+    applies the same bits."""
     model = config.model
-    if not model.whiten:
+    if not model.input_lcn and not model.whiten:
         return None
     table = None
     if world.Get_rank() == 0:
-        images = dataset.batch(WHITEN_STEP, WHITEN_IMAGES)  # (H, W, C, N)
-        table = estimate_whitening(images, model.whiten, model.whiten_eps, seed=model.seed).as_dict()
-    return Whitening.from_dict(comm.broadcast(world, table))
+        steps: list = [LocalContrast(model.input_lcn, model.input_lcn / 4.0)] if model.input_lcn else []
+        if model.whiten:
+            images = dataset.batch(WHITEN_STEP, WHITEN_IMAGES)  # (H, W, C, N)
+            if steps:
+                images = Preprocess(tuple(steps)).apply(images)
+            steps.append(estimate_whitening(images, model.whiten, model.whiten_eps, seed=model.seed))
+        table = Preprocess(tuple(steps)).as_dict()
+    return Preprocess.from_dict(comm.broadcast(world, table))
 
 
-def whitening_from_meta(config: Config, meta: dict[str, Any]) -> Whitening | None:
-    """The whitening a checkpoint's metadata stores (None when its model has none; the
+def preprocess_from_meta(config: Config, meta: dict[str, Any]) -> Preprocess | None:
+    """The preprocessing a checkpoint's metadata stores (None when its model has none; the
     same metadata on every rank, so all raise together)."""
     table = meta.get("preprocess")
-    if not config.model.whiten:
+    if not config.model.whiten and not config.model.input_lcn:
         return None
     if table is None:
-        raise ValueError(f"checkpoint of a model with model.whiten = {config.model.whiten} stores no whitening")
-    return Whitening.from_dict(table)
+        raise ValueError(f"checkpoint of a model with model.input_lcn = {config.model.input_lcn} and model.whiten = "
+                         f"{config.model.whiten} stores no preprocessing")
+    return Preprocess.from_dict(table)

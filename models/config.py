@@ -117,7 +117,8 @@ class StageSpec:
 @dataclass(frozen=True)
 class ModelConfig:
     """``[model]``: the input (H, W, C), the weights' seed and dtype, the stages bottom first,
-    and the input's ZCA whitening (``whiten``: the filter side, 0 for none; ``whiten_eps``)."""
+    and the input's preprocessing: local contrast normalisation (``input_lcn``: the window
+    side, 0 for none), then ZCA whitening (``whiten``: the filter side, 0 for none; ``whiten_eps``)."""
 
     input: tuple[int, int, int]
     seed: int
@@ -125,6 +126,7 @@ class ModelConfig:
     stages: tuple[StageSpec, ...]
     whiten: int = 0
     whiten_eps: float = 0.1
+    input_lcn: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class Config:
         model = self.model
         return {
             "model": {"input": list(model.input), "seed": model.seed, "dtype": model.dtype,
-                      "whiten": model.whiten, "whiten_eps": model.whiten_eps,
+                      "input_lcn": model.input_lcn, "whiten": model.whiten, "whiten_eps": model.whiten_eps,
                       "stages": [spec.as_table() for spec in model.stages]},
             "train": {key: getattr(self.train, key) for key in DEFAULTS["train"]},
             "data": self.data.as_dict(),
@@ -207,7 +209,8 @@ class Config:
 #: Every key a configuration may hold, with its default (``model.stages`` and ``data`` are
 #: checked by :class:`StageSpec` and :func:`models.data.make_dataset`).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"input": [32, 32, 3], "seed": 0, "dtype": "float32", "whiten": 0, "whiten_eps": 0.1, "stages": []},
+    "model": {"input": [32, 32, 3], "seed": 0, "dtype": "float32", "input_lcn": 0, "whiten": 0, "whiten_eps": 0.1,
+              "stages": []},
     "train": {
         "mode": "greedy", "steps": 100, "batch": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
         "weight_decay": 0.0, "adagrad_eps": 1e-8, "schedule": "constant", "warmup": 0, "final_lr": 0.0,
@@ -246,7 +249,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     model, train, data, run = (tables[name] for name in ("model", "train", "data", "run"))
     config = Config(
         ModelConfig(tuple(model["input"]), model["seed"], model["dtype"], tuple(stage_specs(model["stages"])),
-                    model["whiten"], float(model["whiten_eps"])),
+                    model["whiten"], float(model["whiten_eps"]), model["input_lcn"]),
         TrainConfig(**train),
         DataConfig(data["source"], MappingProxyType({k: copy.deepcopy(v) for k, v in data.items() if k != "source"})),
         RunConfig(None if run["grid"] == "auto" else tuple(run["grid"]), run["replicas"], run["backend"]))
@@ -287,6 +290,9 @@ def _checked_tables(raw: Mapping[str, Any]) -> dict[str, Any]:
     if side < 0 or (side and (side % 2 == 0 or side >= min(model["input"][:2]))) or not model["whiten_eps"] > 0:
         raise ValueError(f"expected model.whiten 0 (none) or an odd side smaller than the input, and "
                          f"model.whiten_eps > 0, got {side} and {model['whiten_eps']}")
+    side = model["input_lcn"]
+    if side < 0 or (side and (side % 2 == 0 or side >= min(model["input"][:2]))):
+        raise ValueError(f"expected model.input_lcn 0 (none) or an odd window side smaller than the input, got {side}")
     if train["keep_checkpoints"] < 1 or train["checkpoint_every"] < 0:
         raise ValueError(f"expected train.keep_checkpoints >= 1 and train.checkpoint_every >= 0 (0: at the end "
                          f"only), got {train['keep_checkpoints']} and {train['checkpoint_every']}")

@@ -20,7 +20,7 @@ from layers import LocallyConnected2D, LocalContrastNorm
 
 from .autoencoder import Losses, SparseAutoencoder
 from .config import StageSpec
-from .preprocess import Whitening
+from .preprocess import Preprocess
 
 __all__ = ["Network", "LE2012_STAGES", "stage_of"]
 
@@ -76,9 +76,9 @@ class Network:
             self.norms.append(norm)
             shape = norm.out_shape if norm is not None else stage.out_shape
         self.output_shape = shape
-        #: the input's whitening, applied by :meth:`input_array` (set from the data by the
-        #: trainer, or from a checkpoint's metadata; None: the images as given)
-        self.preprocess: Whitening | None = None
+        #: the input's preprocessing (LCN, ZCA whitening), applied by :meth:`input_array` (set
+        #: from the data by the trainer, or from a checkpoint's metadata; None: the images as given)
+        self.preprocess: Preprocess | None = None
 
     def __len__(self) -> int:
         return len(self.stages)
@@ -122,7 +122,7 @@ class Network:
 
     def input_array(self, images: Any) -> da.DistArray:
         """This rank's block of a global (H, W, C, B) batch that every rank holds, as the
-        network's input, whitened by :attr:`preprocess` when set (no messages: the block's
+        network's input, preprocessed by :attr:`preprocess` when set (no messages: the block's
         halo is read from the global batch; the same bits on any number of ranks)."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[:3] != self.input_shape:
@@ -130,7 +130,10 @@ class Network:
         layout = self.input_layout(images.shape[3])
         xp = self.stages[0].encoder.xp
         box = layout.box(self.grid.rank).slices()
-        block = images[box] if self.preprocess is None else self.preprocess.apply(images, *box[:2])[(slice(None),) * 2 + box[2:]]
+        if self.preprocess is None:
+            block = images[box]
+        else:
+            block = self.preprocess.apply(images, *box[:2])[(slice(None),) * 2 + box[2:]]
         local = xp.ascontiguousarray(xp.asarray(block, dtype=layout.dtype))
         return da.DistArray(local, layout, self.grid)
 

@@ -1,5 +1,10 @@
-"""Input whitening: a ZCA filter estimated from training patches, applied as one convolution
-shared by every location (the natural form for a locally connected first stage).
+"""Input preprocessing: local contrast normalisation and a ZCA whitening filter estimated
+from training patches, each applied as one operation shared by every location (the natural
+form for a locally connected first stage), chained by :class:`Preprocess`.
+
+LCN (``model.input_lcn``) is the layers' own (:func:`layers.window_kernels.lcn_forward`:
+subtract the Gaussian-weighted local mean, divide by max(floor, local deviation)), here on
+the input with reflected borders so the image keeps its size.
 
 ZCA (Bell and Sejnowski 1997; UFLDL's "linear decoders" section) maps a patch x to
 ``U diag(1 / sqrt(s + eps)) U^T x``, U and s the eigenvectors and eigenvalues of the patch
@@ -12,18 +17,21 @@ from being amplified without bound: UFLDL uses 0.01 to 0.1.
 
 Borders are reflected (numpy's "reflect"), so the whitened image keeps its size. The
 convolution is written as a fixed sequence of elementwise multiply-adds over the kernel's
-taps: a rank whitening its block (with a halo read from the global batch every rank holds)
-gets the same bits as one whitening the whole image. Pure NumPy, no MPI.
+taps, and LCN computes each output from its own window: a rank preprocessing its block (with
+a halo read from the global batch every rank holds) gets the same bits as one preprocessing
+the whole image. No MPI.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Whitening", "estimate_whitening", "reflect_index"]
+from layers.window_kernels import lcn_forward
+
+__all__ = ["LocalContrast", "Preprocess", "Whitening", "estimate_whitening", "reflect_index"]
 
 
 def reflect_index(lo: int, hi: int, n: int) -> np.ndarray:
@@ -52,6 +60,27 @@ class Whitening:
         """The filter side f (odd)."""
         return int(self.kernel.shape[0])
 
+    @property
+    def radius(self) -> int:
+        """Pixels of halo an output reads on each side."""
+        return self.size // 2
+
+    def valid(self, x: np.ndarray) -> np.ndarray:
+        """The whitened interior of ``x`` (Hb, Wb, C, B) padded by :attr:`radius`: (Hb - 2r, Wb - 2r, C, B) float32."""
+        c, r = x.shape[2], self.radius
+        if c != self.kernel.shape[2]:
+            raise ValueError(f"expected images with {self.kernel.shape[2]} channels for this whitening, got {c}")
+        x = np.asarray(x, dtype=np.float32)
+        kernel = self.kernel.astype(np.float32)
+        h, w = x.shape[0] - 2 * r, x.shape[1] - 2 * r
+        out = np.zeros((h, w) + x.shape[2:], dtype=np.float32)  # (bh, bw, C, B)
+        for di in range(self.size):
+            for dj in range(self.size):
+                for ci in range(c):
+                    # (bh, bw, 1, B) * (C, 1): every output channel from input channel ci at this tap
+                    out += x[di:di + h, dj:dj + w, ci:ci + 1] * kernel[di, dj, ci][:, None]
+        return out
+
     def apply(self, images: np.ndarray, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """Whiten the ``rows`` x ``cols`` block of a global batch.
 
@@ -66,24 +95,7 @@ class Whitening:
         -------
         (rows, cols, C, B) float32, C-contiguous
         """
-        h, w, c, _ = images.shape
-        if c != self.kernel.shape[2]:
-            raise ValueError(f"expected images with {self.kernel.shape[2]} channels for this whitening, got {c}")
-        r = self.size // 2
-        if r >= min(h, w):
-            raise ValueError(f"expected images larger than the whitening filter ({self.size}), got {h} x {w}")
-        r0, r1, _ = rows.indices(h)
-        c0, c1, _ = cols.indices(w)
-        x = np.asarray(images, dtype=np.float32)[np.ix_(reflect_index(r0 - r, r1 + r, h),
-                                                        reflect_index(c0 - r, c1 + r, w))]  # (bh+2r, bw+2r, C, B)
-        kernel = self.kernel.astype(np.float32)
-        out = np.zeros((r1 - r0, c1 - c0) + images.shape[2:], dtype=np.float32)  # (bh, bw, C, B)
-        for di in range(self.size):
-            for dj in range(self.size):
-                for ci in range(c):
-                    # (bh, bw, 1, B) * (C, 1): every output channel from input channel ci at this tap
-                    out += x[di:di + r1 - r0, dj:dj + c1 - c0, ci:ci + 1] * kernel[di, dj, ci][:, None]
-        return out
+        return Preprocess((self,)).apply(images, rows, cols)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: what a checkpoint's metadata stores (floats written exactly)."""
@@ -139,3 +151,86 @@ def estimate_whitening(images: np.ndarray, size: int, eps: float, patches: int =
     rows = zca[centre:centre + c]  # (C_out, D): the centre pixel's channels
     kernel = rows.reshape(c, size, size, c).transpose(1, 2, 3, 0)  # (f, f, C_in, C_out)
     return Whitening(np.ascontiguousarray(kernel), float(eps))
+
+
+@dataclass(frozen=True)
+class LocalContrast:
+    """Local contrast normalisation of the input (the layers' LCN, reflected borders).
+
+    Attributes
+    ----------
+    n : int
+        Window side (odd).
+    sigma : float
+        Gaussian width in pixels.
+    floor : float
+        The divisor is max(floor, local deviation).
+    """
+
+    n: int
+    sigma: float
+    floor: float = 0.1
+
+    @property
+    def radius(self) -> int:
+        """Pixels of halo an output reads on each side."""
+        return self.n // 2
+
+    def valid(self, x: np.ndarray) -> np.ndarray:
+        """The normalised interior of ``x`` (Hb, Wb, C, B) padded by :attr:`radius`, float32."""
+        return np.asarray(lcn_forward(np.asarray(x, dtype=np.float32), self.n, self.sigma, self.floor))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"kind": "lcn", "n": self.n, "sigma": self.sigma, "floor": self.floor}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Operations applied in order to every input image (each a :class:`LocalContrast` or a
+    :class:`Whitening`), blockwise with the same bits as on the whole image."""
+
+    steps: tuple
+
+    def apply(self, images: np.ndarray, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """The ``rows`` x ``cols`` block of the preprocessed global batch ``images`` (H, W, C, B):
+        (rows, cols, C, B) float32, C-contiguous."""
+        h, w = images.shape[:2]
+        reach = sum(step.radius for step in self.steps)
+        if reach >= min(h, w):
+            raise ValueError(f"expected images larger than the preprocessing's reach ({reach} pixels a side), "
+                             f"got {h} x {w}")
+        r0, r1, _ = rows.indices(h)
+        c0, c1, _ = cols.indices(w)
+        return np.ascontiguousarray(self._through(len(self.steps) - 1, images, (r0, r1), (c0, c1)))
+
+    def _through(self, last: int, images: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """Output of steps[:last + 1] on the rows x cols block (the image reflected at its edges
+        before each step, as applying each step to the whole image would)."""
+        h, w = images.shape[:2]
+        step = self.steps[last]
+        ri = reflect_index(rows[0] - step.radius, rows[1] + step.radius, h)
+        ci = reflect_index(cols[0] - step.radius, cols[1] + step.radius, w)
+        if last == 0:
+            x = images[np.ix_(ri, ci)]
+        else:  # the step below over the smallest block holding every (reflected) position read here
+            lo_r, lo_c = int(ri.min()), int(ci.min())
+            below = self._through(last - 1, images, (lo_r, int(ri.max()) + 1), (lo_c, int(ci.max()) + 1))
+            x = below[np.ix_(ri - lo_r, ci - lo_c)]
+        return step.valid(x)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: what a checkpoint's metadata stores."""
+        return {"steps": [step.as_dict() for step in self.steps]}
+
+    @classmethod
+    def from_dict(cls, table: Mapping[str, Any]) -> "Preprocess":
+        """The preprocessing :meth:`as_dict` wrote (or a single stored whitening)."""
+        steps: Sequence[Mapping[str, Any]] = table["steps"] if "steps" in table else [table]
+        out = []
+        for step in steps:
+            if step.get("kind") == "lcn":
+                out.append(LocalContrast(int(step["n"]), float(step["sigma"]), float(step["floor"])))
+            else:
+                out.append(Whitening.from_dict(step))
+        return cls(tuple(out))

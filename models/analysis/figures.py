@@ -253,3 +253,25 @@ def save_curves(series: Mapping[str, Sequence[float]], path: str | Path, xlabel:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return _finish(fig, ax, title, path)
+
+
+def save_invariance(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path,
+                    title: str | None = None) -> Path:
+    """One panel per transform of :func:`models.analysis.invariance.invariance_curves`: the
+    relative response against the amount. Returns ``path``."""
+    if not curves:
+        raise ValueError("curves must hold at least one transform, got none")
+    units = {"translation": "shift (fraction of the width)", "scale": "scale factor", "rotation": "degrees"}
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.0), squeeze=False)
+    for ax, (kind, curve) in zip(axes[0], curves.items()):
+        ax.plot(curve["amounts"], curve["relative"], marker="o", linewidth=1.4)
+        ax.axhline(1.0, color="grey", linewidth=0.8, alpha=0.6)
+        ax.set_xlabel(units.get(kind, kind))
+        ax.set_title(kind)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("response / untransformed")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -19,7 +19,7 @@ import numpy as np
 from distarray import comm
 from distarray.checkpoint import checkpoint_meta, load_checkpoint
 
-from ..build import build_network, place, whitening_from_meta
+from ..build import build_network, place, preprocess_from_meta
 from ..config import Config, parse_config
 from ..data import BundledImages, ImageFolder
 from ..network import Network
@@ -262,7 +262,7 @@ def load_trained(run: str | Path, world: Any, checkpoint: str | Path | None = No
     meta = checkpoint_meta(path, world)
     config = parse_config(meta["config"])
     network = build_network(config, place(config, world, replicas=1, strict=False).grid)
-    network.preprocess = whitening_from_meta(config, meta)
+    network.preprocess = preprocess_from_meta(config, meta)
     if trained:
         load_checkpoint(path, parameter_arrays(network), partial=True)
     return config, network, dict(meta, path=str(path))

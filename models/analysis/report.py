@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..training.metrics import plot_loss, read_metrics
-from .figures import save_curves, save_histogram, save_montage
+from .figures import save_curves, save_histogram, save_invariance, save_montage
 from .report_html import Figure, write_report
 
 if TYPE_CHECKING:
@@ -124,6 +124,12 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
         figures.append(Figure("report/reconstructions.png", "Reconstructions",
                               "labelled (never trained on) images as the first stage reads them, whitened when "
                               "the run whitens, each beside the stage's reconstruction W2 W1^T x"))
+    if result.invariance:
+        save_invariance(result.invariance, folder / "invariance.png",
+                        title=f"neuron {result.position(top.index)} on its top labelled faces, transformed")
+        figures.append(Figure("report/invariance.png", "Invariance of the best neuron",
+                              "its mean response to its top labelled faces as they are shifted, scaled and "
+                              "rotated in plane, over its response to them untransformed (Le et al.'s figure 4)"))
     metrics = result.run / "metrics.jsonl"
     if metrics.is_file():
         plot_loss(read_metrics(metrics), folder / "loss.png", title=f"{result.run.name}: objective per image")

@@ -33,6 +33,7 @@ from ..config import Config
 from ..data import BundledImages
 from ..network import Network
 from .activations import layer_activations, neuron_position, random_filter_activations
+from .invariance import invariance_curves
 from .orientation import filter_measures
 from .neurons import (LabelledImages, Selectivity, bundled_labelled, evaluate, folder_labelled, guess_selectivity,
                       load_trained, neuron_rows)
@@ -43,6 +44,7 @@ __all__ = ["Analysis", "analyse_run", "POOL_STEP", "MAX_RANDOM_FILTERS", "MAX_ME
 POOL_STEP = 2**40  # the pool of unlabelled samples is the data source's batch at this step (never trained on)
 MAX_RANDOM_FILTERS = 4096  # the random-linear baseline has as many filters as the layer has neurons, at most this
 RECONSTRUCTED = 8  # held-out images shown beside their first-stage reconstructions
+INVARIANCE_IMAGES = 8  # the best neuron's top labelled faces, transformed for its invariance curves
 MAX_MEASURED_FILTERS = 4096  # first-stage OSI and locality: every filter, or an even grid of locations up to this
 
 
@@ -62,6 +64,7 @@ class Analysis:
     top_rows: np.ndarray  # (K, N + pool) best neurons' activations: labelled images, then the pool
     first_stage: dict[str, Any] = field(default_factory=dict)  # OSI and locality: "trained", "initial"
     reconstructions: np.ndarray | None = None  # (2, R, H, W, C): held-out inputs as stage 0 reads them, rebuilt
+    invariance: dict[str, Any] = field(default_factory=dict)  # the best neuron under shifts, scales, rotations
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
@@ -125,7 +128,7 @@ class Analysis:
             "stimulus": {"neurons": [c.index for c in self.trained.best], "values": self.stimulus.values.tolist(),
                          "natural_values_same_norm": self.natural_values.tolist()},
             "verdict": self.verdict(), "selective_neuron_found": self.found,
-            "first_stage_filters": self.first_stage,
+            "first_stage_filters": self.first_stage, "invariance": self.invariance,
             "seconds": self.seconds,
         }
 
@@ -278,9 +281,13 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
         f"{', '.join(f'{v:.3g}' for v in natural_values)} ({seconds['stimulus']:.1f} s)")
     filters = _first_layer_filters(network)
     reconstructions = _reconstructions(network, labelled.images[:RECONSTRUCTED])
+    faces = np.flatnonzero(labelled.labels)
+    top_faces = faces[np.argsort(-rows[0][faces], kind="stable")[:INVARIANCE_IMAGES]]  # the best neuron's
+    invariance = (invariance_curves(network, labelled.images[top_faces], chosen[0], stage, layer, world)
+                  if len(top_faces) else {})
 
     result = Analysis(Path(run), int(meta["step"]), stage, layer, shape, labelled, results, stimulus,
-                      natural_values, rows, first_stage, reconstructions, seconds)
+                      natural_values, rows, first_stage, reconstructions, invariance, seconds)
     if root:
         from .report import write_run_report
 

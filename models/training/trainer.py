@@ -27,7 +27,7 @@ from distarray import comm
 from distarray.checkpoint import checkpoint_meta, checkpoint_names, load_checkpoint, save_checkpoint
 
 from ..autoencoder import Losses
-from ..build import build_dataset, build_network, build_whitening, place, whitening_from_meta
+from ..build import build_dataset, build_network, build_preprocess, place, preprocess_from_meta
 from ..config import Config, parse_config
 from ..network import stage_of
 from ..optim import make_optimizer
@@ -67,7 +67,7 @@ class Trainer:
         self.replicas, self.replica = placement.replicas, placement.replica
         self.network = build_network(config, self.grid)
         self.dataset = build_dataset(config)
-        self.network.preprocess = build_whitening(config, self.dataset, world)
+        self.network.preprocess = build_preprocess(config, self.dataset, world)
         train = config.train
         self.batch = train.batch
         self.local_batch_size = self.batch // self.replicas
@@ -180,7 +180,7 @@ class Trainer:
         if saved != self.config.model:  # the same metadata on every rank: all raise together
             raise ValueError(f"checkpoint {path} is of another model: saved [model] "
                              f"{saved}, configured {self.config.model}")
-        self.network.preprocess = whitening_from_meta(self.config, stored)
+        self.network.preprocess = preprocess_from_meta(self.config, stored)
         meta = load_checkpoint(path, self._arrays())
         self.step = int(meta["step"])
         return self.step

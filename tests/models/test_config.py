@@ -263,6 +263,11 @@ def test_whitening_checked(whiten, eps):
     refused(raw(model={"whiten": whiten, "whiten_eps": eps}), "model.whiten 0 (none) or an odd side", str(whiten))
 
 
+@pytest.mark.parametrize("side", [2, -3, 33])
+def test_input_lcn_checked(side):
+    refused(raw(model={"input_lcn": side}), "model.input_lcn 0 (none) or an odd window side", str(side))
+
+
 def test_whitening_and_tied_unit_norm_stages_accepted():
     config = parse_config(raw(model={"whiten": 7, "whiten_eps": 0.05, "stages": [{**STAGE, "tied": True,
                                                                                    "norm": "encoder"}]}))

@@ -1,5 +1,6 @@
-"""The ZCA whitening filter: estimated from patches it flattens their spectrum; applied to a
-block with its halo it gives the bits of the whole image's; it round-trips through JSON."""
+"""Input preprocessing: the ZCA filter, estimated from patches, flattens their spectrum; LCN
+is the layers' LCN with reflected borders; a chain applied to a block with its halo gives the
+bits of the whole image's; everything round-trips through JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from models.preprocess import Whitening, estimate_whitening, reflect_index
+from layers.reference import lcn_reference
+from models.preprocess import LocalContrast, Preprocess, Whitening, estimate_whitening, reflect_index
 
 
 def smooth_images(n=64, size=24, channels=1, seed=0) -> np.ndarray:
@@ -65,3 +67,27 @@ def test_round_trip_and_errors():
         whitening.apply(np.zeros((24, 24, 3, 1)))
     with pytest.raises(ValueError, match="stored ZCA"):
         Whitening.from_dict({"kind": "pca", "kernel": [[1.0]], "eps": 0.1})
+
+
+def test_lcn_is_the_layers_lcn_on_the_reflected_image():
+    images = smooth_images(n=3, channels=3)
+    lcn = LocalContrast(5, 1.25)
+    padded = np.pad(images, ((2, 2), (2, 2), (0, 0), (0, 0)), mode="reflect")
+    want = lcn_reference(padded, 5, 1.25, 0.1)
+    np.testing.assert_allclose(lcn.valid(padded), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(Preprocess((lcn,)).apply(images), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows,cols", [(slice(0, 7), slice(5, 24)), (slice(0, 1), slice(0, 24)),
+                                       (slice(20, 24), slice(22, 24)), (slice(9, 15), slice(1, 2))])
+def test_a_chain_on_a_block_is_the_same_bits_as_on_the_whole(rows, cols):
+    images = smooth_images(n=4, channels=1)
+    chain = Preprocess((LocalContrast(5, 1.25), estimate_whitening(images, 7, eps=0.1)))
+    whole = chain.apply(images)
+    step_by_step = chain.steps[1].apply(Preprocess(chain.steps[:1]).apply(images))
+    assert np.array_equal(whole, step_by_step)  # the chain is each step on the whole image in turn
+    assert np.array_equal(chain.apply(images, rows, cols), whole[rows, cols])
+    again = Preprocess.from_dict(json.loads(json.dumps(chain.as_dict())))
+    assert again.steps[0] == chain.steps[0] and np.array_equal(again.steps[1].kernel, chain.steps[1].kernel)
+    with pytest.raises(ValueError, match="reach"):
+        Preprocess((LocalContrast(45, 5.0), Whitening(np.zeros((7, 7, 1, 1)), 0.1))).apply(images)

@@ -96,6 +96,9 @@ def test_analyse_run_equals_one_rank(shared_dir):
         assert [r.as_dict() for r in twin.results] == [r.as_dict() for r in got.results]
         np.testing.assert_allclose(twin.stimulus.values, got.stimulus.values, rtol=1e-10)
         assert twin.first_stage == got.first_stage and twin.verdict() == got.verdict()
+        assert set(got.invariance) == {"translation", "scale", "rotation"}
+        for kind, curve in got.invariance.items():
+            np.testing.assert_allclose(twin.invariance[kind]["response"], curve["response"], rtol=1e-10)
         np.testing.assert_allclose(twin.reconstructions, got.reconstructions, rtol=1e-10, atol=1e-12)
         files = referenced_files(got.report)
         assert len(files) >= 7 and all(f.is_file() and f.stat().st_size > 0 for f in files)

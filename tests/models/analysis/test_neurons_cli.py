@@ -53,7 +53,7 @@ def test_report_at_two_ranks(run):
     files = referenced_files(run / "report.html")
     names = {f.name for f in files}
     assert {"top_images_1.png", "top_images_2.png", "histogram.png", "stimulus.png", "filters.png",
-            "filters_initial.png", "reconstructions.png", "loss.png"} <= names
+            "filters_initial.png", "reconstructions.png", "invariance.png", "loss.png"} <= names
     assert "no selective neuron found" in done.stdout or "selective neuron found" in done.stdout
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
     html = (run / "report.html").read_text()
@@ -64,6 +64,8 @@ def test_report_at_two_ranks(run):
     assert summary["verdict"].endswith(f"locality {summary['first_stage_filters']['trained']['locality_median']:.2f} "
                                        f"(initial {summary['first_stage_filters']['initial']['locality_median']:.2f})")
     assert summary["verdict"].startswith("selective" if summary["selective_neuron_found"] else "no selective")
+    assert {kind: len(c["relative"]) for kind, c in summary["invariance"].items()} == {
+        "translation": 7, "scale": 7, "rotation": 7}
     for when in ("trained", "initial"):
         assert summary["first_stage_filters"][when]["count"] == 12 * 12 * 4  # every first-stage filter
         assert 0 <= summary["first_stage_filters"][when]["osi_median"] <= 1

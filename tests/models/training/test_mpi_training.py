@@ -142,9 +142,10 @@ def test_objective_gradient_by_finite_differences():
 
 
 def learning_config(dtype="float64", steps=3):
-    """Tied, unit-norm filters on whitened input (the configuration that learns edges)."""
+    """Tied, unit-norm filters on contrast-normalised, whitened input."""
     raw = config("greedy", dtype, steps=steps).as_dict()
     raw["model"]["whiten"] = 5
+    raw["model"]["input_lcn"] = 3
     for stage in raw["model"]["stages"]:
         stage.update(tied=True, norm="encoder")
     raw["model"]["input"] = [16, 15, 1]
@@ -155,7 +156,8 @@ def learning_config(dtype="float64", steps=3):
 
 def test_whitened_input_is_the_same_bits_at_any_rank_count():
     trainer, twin = Trainer(learning_config()), Trainer(learning_config(), world=_comm.self_comm())
-    assert np.array_equal(trainer.network.preprocess.kernel, twin.network.preprocess.kernel)
+    lcn, zca = trainer.network.preprocess.steps
+    assert lcn == twin.network.preprocess.steps[0] and np.array_equal(zca.kernel, twin.network.preprocess.steps[1].kernel)
     images = trainer.dataset.batch(7, 4)
     ours = trainer.network.input_array(images).allgather()
     theirs = twin.network.input_array(images).local
