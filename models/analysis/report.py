@@ -116,6 +116,14 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
                               "OSI is the orientation selectivity index at the preferred spatial frequency (0: "
                               "every orientation alike, 1: one), locality the share of a filter's energy in its "
                               "best quarter-area window"))
+    for sampled in result.stage_stimuli:
+        s = sampled["stage"]
+        save_montage(sampled["images"], folder / f"stimuli_stage{s}.png", columns=min(8, len(sampled["images"])),
+                     scale="symmetric", labels=[f"{tuple(p)}" for p in sampled["positions"]],
+                     title=f"stage {s} pooling: optimal stimuli of sampled neurons (row, column, map)")
+        figures.append(Figure(f"report/stimuli_stage{s}.png", f"Stage {s}: what its neurons respond to",
+                              "optimal stimuli (norm 1, in the preprocessed input space) of maps 0 and 1 of the "
+                              "pooling layer at four locations spread over it"))
     if result.reconstructions is not None:
         inputs, rebuilt = result.reconstructions
         pairs = np.stack([inputs, rebuilt], axis=1).reshape((-1,) + inputs.shape[1:])  # input, then its rebuild

@@ -45,6 +45,7 @@ POOL_STEP = 2**40  # the pool of unlabelled samples is the data source's batch a
 MAX_RANDOM_FILTERS = 4096  # the random-linear baseline has as many filters as the layer has neurons, at most this
 RECONSTRUCTED = 8  # held-out images shown beside their first-stage reconstructions
 INVARIANCE_IMAGES = 8  # the best neuron's top labelled faces, transformed for its invariance curves
+SAMPLED_STIMULUS_STEPS = 100  # ascent steps for the optimal stimuli of each stage's sampled neurons
 MAX_MEASURED_FILTERS = 4096  # first-stage OSI and locality: every filter, or an even grid of locations up to this
 
 
@@ -65,6 +66,7 @@ class Analysis:
     first_stage: dict[str, Any] = field(default_factory=dict)  # OSI and locality: "trained", "initial"
     reconstructions: np.ndarray | None = None  # (2, R, H, W, C): held-out inputs as stage 0 reads them, rebuilt
     invariance: dict[str, Any] = field(default_factory=dict)  # the best neuron under shifts, scales, rotations
+    stage_stimuli: list[dict[str, Any]] = field(default_factory=list)  # per stage: sampled neurons' optimal stimuli
     seconds: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
@@ -129,6 +131,8 @@ class Analysis:
                          "natural_values_same_norm": self.natural_values.tolist()},
             "verdict": self.verdict(), "selective_neuron_found": self.found,
             "first_stage_filters": self.first_stage, "invariance": self.invariance,
+            "stage_stimuli": [{"stage": s["stage"], "layer": s["layer"], "positions": s["positions"],
+                               "values": s["values"]} for s in self.stage_stimuli],
             "seconds": self.seconds,
         }
 
@@ -177,6 +181,19 @@ def _first_layer_filters(network: Network, places: int | None = 3, maps: int | N
     for part in comm.allgather(network.grid.comm, {k: v.tolist() for k, v in mine.items()}):  # one owner each
         found.update(part)
     return np.concatenate([np.array(found[(i, j)]) for i in rows for j in cols])  # (F, k, k, C)
+
+
+def _sampled_stimuli(network: Network, stage: int, steps: int, seed: int) -> dict[str, Any]:
+    """Optimal stimuli of 8 neurons of ``stage``'s pooling layer: maps 0 and 1 at four
+    locations spread over the layer (collective)."""
+    layer = "pool"
+    oh, ow, maps = network.layer_shape(stage, layer)
+    spots = [(i, j) for i in sorted({oh // 4, (3 * oh) // 4}) for j in sorted({ow // 4, (3 * ow) // 4})]
+    positions = [(i, j, m) for i, j in spots for m in range(min(2, maps))]
+    neurons = [int(np.ravel_multi_index(p, (oh, ow, maps))) for p in positions]
+    found = optimal_stimulus(network, neurons, stage, layer, steps=steps, seed=seed)
+    return {"stage": stage, "layer": layer, "positions": [list(p) for p in positions],
+            "values": found.values.tolist(), "images": np.moveaxis(found.images, -1, 0)}
 
 
 def _reconstructions(network: Network, images: np.ndarray) -> np.ndarray:
@@ -286,8 +303,13 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
     invariance = (invariance_curves(network, labelled.images[top_faces], chosen[0], stage, layer, world)
                   if len(top_faces) else {})
 
+    stage_stimuli = [_sampled_stimuli(network, s, min(stimulus_steps, SAMPLED_STIMULUS_STEPS), seed)
+                     for s in range(len(network))]
+    lap("figures data")
+
     result = Analysis(Path(run), int(meta["step"]), stage, layer, shape, labelled, results, stimulus,
-                      natural_values, rows, first_stage, reconstructions, invariance, seconds)
+                      natural_values, rows, first_stage=first_stage, reconstructions=reconstructions,
+                      invariance=invariance, stage_stimuli=stage_stimuli, seconds=seconds)
     if root:
         from .report import write_run_report
 

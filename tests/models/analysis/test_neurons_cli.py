@@ -53,7 +53,8 @@ def test_report_at_two_ranks(run):
     files = referenced_files(run / "report.html")
     names = {f.name for f in files}
     assert {"top_images_1.png", "top_images_2.png", "histogram.png", "stimulus.png", "filters.png",
-            "filters_initial.png", "reconstructions.png", "invariance.png", "loss.png"} <= names
+            "filters_initial.png", "reconstructions.png", "invariance.png", "stimuli_stage0.png", "stimuli_stage1.png",
+            "loss.png"} <= names
     assert "no selective neuron found" in done.stdout or "selective neuron found" in done.stdout
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
     html = (run / "report.html").read_text()
@@ -66,6 +67,8 @@ def test_report_at_two_ranks(run):
     assert summary["verdict"].startswith("selective" if summary["selective_neuron_found"] else "no selective")
     assert {kind: len(c["relative"]) for kind, c in summary["invariance"].items()} == {
         "translation": 7, "scale": 7, "rotation": 7}
+    assert [s["stage"] for s in summary["stage_stimuli"]] == [0, 1]
+    assert all(len(s["values"]) == len(s["positions"]) == 8 for s in summary["stage_stimuli"])
     for when in ("trained", "initial"):
         assert summary["first_stage_filters"][when]["count"] == 12 * 12 * 4  # every first-stage filter
         assert 0 <= summary["first_stage_filters"][when]["osi_median"] <= 1
