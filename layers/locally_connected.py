@@ -31,7 +31,8 @@ class _Filters(WindowLayer):
     """Weights (oh, ow, M, K) with the output locations' layout, and their gradients."""
 
     def __init__(self, in_shape: Sequence[int], maps: int, k: int, stride: int, padding: int,
-                 grid: da.ProcessGrid, seed: int, dtype: Any, backend_name: str, init_scale: float | None):
+                 grid: da.ProcessGrid, seed: int, dtype: Any, backend_name: str, init_scale: float | None,
+                 tied_to: "_Filters | None" = None):
         super().__init__(in_shape, maps, Window(k, stride, padding), grid, dtype, backend_name)
         if int(maps) < 1:
             raise ValueError(f"expected maps >= 1, got {maps}")
@@ -39,28 +40,24 @@ class _Filters(WindowLayer):
         self.fan_in = fan_in(k, self.in_shape[2])
         scale = 1.0 / math.sqrt(self.fan_in) if init_scale is None else float(init_scale)
         shape = self.out_shape[:2] + (self.maps, self.fan_in)
+        self._grad_weight: da.DistArray | None = None
+        self._tied_to = tied_to
+        self._saved: tuple | None = None
+        if tied_to is not None:  # one parameter for both layers; nothing drawn
+            if tied_to.weight.shape != shape or tied_to.grid is not grid:
+                raise ValueError(f"expected a layer with weights of shape {shape} on the same grid to tie to, got "
+                                 f"{tied_to.weight.shape}")
+            self.weight = tied_to.weight
+            return
         # depends on seed and global index only: the same network on any number of ranks
         self.weight = da.uniform(shape, grid, seed, -scale, scale, split=(0, 1, None, None),
                                  dtype=self.dtype, backend_name=backend_name)  # (oh, ow, M, K)
-        self._grad_weight: da.DistArray | None = None
-        self._tied_to: _Filters | None = None
-        self._saved: tuple | None = None
-
-    def tie_to(self, other: "_Filters") -> None:
-        """Use ``other``'s weights and gradient array (one parameter for both layers: tied
-        weights). The layers must have the same weight shape; the layer whose backward runs
-        second must accumulate its weight gradient (``LocallyConnected2D.backward``)."""
-        if other.weight.shape != self.weight.shape:
-            raise ValueError(f"expected weights of shape {self.weight.shape} to tie to, got {other.weight.shape}")
-        self.weight = other.weight
-        self._tied_to = other
-        self._grad_weight = None
 
     @property
     def grad_weight(self) -> da.DistArray:
         """The weight gradient, allocated (zero) at first use and kept until
         :meth:`release_gradients`: training one stage of many holds only its gradients.
-        Tied (:meth:`tie_to`): the other layer's."""
+        Tied (``tied_to``): the other layer's."""
         if self._tied_to is not None:
             return self._tied_to.grad_weight
         if self._grad_weight is None:
@@ -218,13 +215,15 @@ class LocallyConnectedTranspose2D(_Filters):
     Maps (oh, ow, M, B) in the output space of a filtering layer with the same ``in_shape``,
     ``k``, ``stride``, ``padding`` and ``grid`` back to (H, W, C, B):
     ``xhat = sum_(i, j) overlap-add of weight[i, j]^T @ h[i, j]``. No bias. Arguments as
-    :class:`LocallyConnected2D`; collective likewise.
+    :class:`LocallyConnected2D`, and ``tied_to``: a filtering layer whose weights and weight
+    gradient this one uses (tied weights: nothing drawn; that layer's backward must then
+    accumulate its weight gradient, ``backward(accumulate=True)``). Collective likewise.
     """
 
     def __init__(self, in_shape: Sequence[int], maps: int, k: int, grid: da.ProcessGrid, stride: int = 1,
                  padding: int = 0, seed: int = 0, dtype: Any = np.float32, backend_name: str = "numpy",
-                 init_scale: float | None = None):
-        super().__init__(in_shape, maps, k, stride, padding, grid, seed, dtype, backend_name, init_scale)
+                 init_scale: float | None = None, tied_to: LocallyConnected2D | None = None):
+        super().__init__(in_shape, maps, k, stride, padding, grid, seed, dtype, backend_name, init_scale, tied_to)
 
     def forward(self, h: da.DistArray) -> da.DistArray:
         """Reconstruction (H, W, C, B) in the input layout (an accumulate); saves ``h``."""

@@ -102,10 +102,9 @@ class SparseAutoencoder:
                                           dtype=dtype, backend_name=backend_name)
         self.pool = L2Pooling(self.encoder.out_shape, pool, grid, eps=eps, dtype=dtype, backend_name=backend_name)
         self.decoder = LocallyConnectedTranspose2D(in_shape, maps, k, grid, stride=stride, seed=seed + 1,
-                                                   dtype=dtype, backend_name=backend_name)
-        self.tied = bool(tied)
-        if self.tied:
-            self.decoder.tie_to(self.encoder)  # one weight array and one gradient: W2 = W1^T everywhere
+                                                   dtype=dtype, backend_name=backend_name,
+                                                   tied_to=self.encoder if tied else None)
+        self.tied = bool(tied)  # one weight array and one gradient: W2 = W1^T at every location
         self.norm = norm
         self.grid = grid
         self.lam = float(lam)

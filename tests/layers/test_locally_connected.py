@@ -157,12 +157,10 @@ def test_weight_gradient_accumulates_when_asked():
 
 def test_tied_layers_share_weights_and_gradient():
     enc = LocallyConnected2D((7, 6, 2), 3, 4, serial_grid(), seed=1, bias=False, dtype=np.float64)
-    dec = LocallyConnectedTranspose2D((7, 6, 2), 3, 4, serial_grid(), seed=2, dtype=np.float64)
-    dec.tie_to(enc)
+    dec = LocallyConnectedTranspose2D((7, 6, 2), 3, 4, enc.grid, seed=2, dtype=np.float64, tied_to=enc)
     assert dec.weight is enc.weight and dec.grad_weight is enc.grad_weight
-    other = LocallyConnectedTranspose2D((7, 6, 2), 2, 4, serial_grid(), seed=2, dtype=np.float64)
     with pytest.raises(ValueError, match="to tie to"):
-        other.tie_to(enc)
+        LocallyConnectedTranspose2D((7, 6, 2), 2, 4, enc.grid, seed=2, dtype=np.float64, tied_to=enc)
 
 
 def test_normalise_filters_scales_each_filter_to_the_norm():
