@@ -47,7 +47,8 @@ class Whitening:
     Attributes
     ----------
     kernel : (f, f, C, C) float64 array
-        ``out[y, x, co] = sum over (di, dj, ci) of kernel[di, dj, ci, co] * in[y + di - r, x + dj - r, ci]``, r = f // 2.
+        ``out[y, x, co] = sum over (di, dj, ci) of kernel[di, dj, ci, co] * in[y + di - r, x + dj - r, ci]``,
+        r = f // 2.
     eps : float
         The regulariser it was estimated with (recorded, not used to apply it).
     """

@@ -34,15 +34,16 @@ ORIENTATIONS = 8
 PHASES = 4
 
 
-def gratings(k: int, channels: int, orientations: int = ORIENTATIONS, phases: int = PHASES) -> tuple[np.ndarray, np.ndarray]:
+def gratings(k: int, channels: int, orientations: int = ORIENTATIONS,
+             phases: int = PHASES) -> tuple[np.ndarray, np.ndarray]:
     """The probes for k x k x C filters.
 
     Returns
     -------
     probes : (F, O, P * G, k, k, C) float64
-        Unit-norm gratings (or zeros, where a phase misses a Nyquist wave): F = k // 2 frequencies (1 to k/2 cycles per window), O
-        orientations (theta = pi o / O), P phases times G channel patterns (all channels,
-        then each alone when C > 1).
+        Unit-norm gratings (or zeros, where a phase misses a Nyquist wave): F = k // 2
+        frequencies (1 to k/2 cycles per window), O orientations (theta = pi o / O), P
+        phases times G channel patterns (all channels, then each alone when C > 1).
     thetas : (O,) float64
         The orientations in radians.
     """

@@ -112,7 +112,8 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
         save_montage(bank, folder / f"{name}.png", columns=8, scale="symmetric",
                      title=f"first-layer filters, {when}: median OSI {numbers.get('osi_median', float('nan')):.2f}")
         figures.append(Figure(f"report/{name}.png", f"First-layer filters, {when} weights",
-                              f"at 3 x 3 locations (rows: locations, columns: maps); {said}. Trained on natural images they should look like localised, oriented edges; "
+                              f"at 3 x 3 locations (rows: locations, columns: maps); {said}. Trained on natural "
+                              "images they should look like localised, oriented edges; "
                               "OSI is the orientation selectivity index at the preferred spatial frequency (0: "
                               "every orientation alike, 1: one), locality the share of a filter's energy in its "
                               "best quarter-area window"))
