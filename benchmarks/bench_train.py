@@ -23,19 +23,21 @@ Two modes are measured:
   train stage 0 only, and every measured step stays inside them;
 - ``joint``: ``train.mode="joint"``, every stage at every step (heavier, and the steady case).
 
-Per step, the trainer's record gives seconds of ``data`` (every rank draws the whole batch and
-keeps its box), ``comm`` (wall time inside exchange begin/end calls: communication *not*
+Per step, the trainer's record gives seconds of ``data`` (waiting for the batch the prefetch
+thread prepared, and the plan that moves the samples to the first stage's layout), ``comm`` (wall time inside exchange begin/end calls: communication *not*
 hidden by compute, including waiting for a slower neighbour) and ``compute`` (the rest of the
 step, which also holds the loss allgather and any wait inside it). They are summed per rank
 and gathered. ``samples_per_s = batch * steps / elapsed``; ``comm_wait_share`` is the largest
 over ranks of comm seconds / elapsed; ``data_share`` likewise for data seconds;
 ``parallel_efficiency = T1 / (2 T2)`` with T the median seconds per step at 1 and 2 ranks.
 
-A data worker (2 ranks) compares the data path the trainer uses, every rank drawing the
-global batch and keeping its box (``trainer.input_batch``), with rank 0 drawing and
-``distarray.scatter``-ing the blocks, for the demo input (32x32x3, batch 32, through a
-Trainer) and Le et al.'s (200x200x3, batch 32, a ``BundledImages`` and a ``ProcessGrid``).
-Both give the same layout and bits (checked once). A batch's time is the largest over the
+A data worker (2 ranks) compares the data path the trainer uses, each rank drawing its share
+of the samples and one fetch plan moving them to the first stage's layout
+(``trainer.input_batch``, here without prefetching), with every rank drawing the whole batch
+and keeping its box (the path before) and with rank 0 drawing and ``distarray.scatter``-ing
+the blocks, for the configured input (through a Trainer, preprocessing included) and Le et
+al.'s (200x200x3, batch 32, a ``BundledImages`` and a ``ProcessGrid``). All give the same
+layout and bits (checked once). A batch's time is the largest over the
 ranks, barrier before each; the median over ``--data-batches`` interleaved batches is kept.
 
 Rank 0 of each worker prints one JSON line; the driver writes every raw measurement and the
@@ -84,6 +86,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 1 round, 4 steps after 2 warm-up, 2 data batches, no settling")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file")
+    parser.add_argument("--no-prefetch", action="store_true",
+                        help="train without preparing the next batch in the background (to measure what it hides)")
     parser.add_argument("--worker", choices=["train", "data"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=list(MODES), default="greedy_stage0", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -104,7 +108,7 @@ def train_worker(args: argparse.Namespace) -> dict | None:
     from models.training.trainer import Trainer
 
     config = load_config(ROOT / args.config, args.set + MODES[args.mode])
-    trainer = Trainer(config, run_dir=None)
+    trainer = Trainer(config, run_dir=None, prefetch=not args.no_prefetch)
     world = comm.world()
     last = args.warmup + args.steps - 1
     if trainer.greedy and trainer.stages_at(last) != [0]:
@@ -114,14 +118,14 @@ def train_worker(args: argparse.Namespace) -> dict | None:
               for name, layer in zip(("encoder", "pool", "decoder"), stage.layers)}
     layers |= {f"stage{s}.lcn": norm for s, norm in enumerate(trainer.network.norms) if norm is not None}
     for step in range(args.warmup):
-        trainer.train_step(step)
+        trainer.train_step(step, step + 1)  # as Trainer.run does: the next batch prefetched
     sums = dict.fromkeys(PARTS, 0.0)
     per_step = []
     comm_before = {name: layer.comm_seconds for name, layer in layers.items()}
     comm.barrier(world)
     start = time.perf_counter()
     for step in range(args.warmup, last + 1):
-        seconds = trainer.train_step(step)["seconds"]
+        seconds = trainer.train_step(step, step + 1 if step < last else None)["seconds"]
         for part in PARTS:
             sums[part] += seconds[part]
         per_step.append(seconds["step"])
@@ -163,58 +167,77 @@ def time_batches(paths: dict[str, Callable[[int], Any]], count: int, world: Any)
     return {name: [max(ts) for ts in zip(*(g[name] for g in gathered))] for name in paths}
 
 
-def data_paths(dataset: Any, grid: Any, layout: Any, batch: int,
-               draws: Callable[[int], Any]) -> dict[str, Callable[[int], Any]]:
-    """The two ways to get the batch of a step into ``layout``: every rank draws (``draws``,
-    the trainer's way) or rank 0 draws and scatters; plus rank 0's draw alone."""
+def data_paths(dataset: Any, grid: Any, layout: Any, batch: int, shares: Callable[[int], Any],
+               preprocess: Any = None) -> dict[str, Callable[[int], Any]]:
+    """Ways to get the batch of a step into ``layout``: each rank draws its share of the
+    samples and one plan moves them (``shares``, the trainer's way), every rank draws the whole
+    batch and keeps its box (the way before), rank 0 draws and scatters; plus rank 0's draw
+    alone. The first three give the same bits (checked once)."""
     import numpy as np
 
     import distarray as da
 
+    def whole(step: int):
+        images = dataset.batch(step, batch)  # (H, W, C, B) on every rank
+        block = images[layout.box(grid.rank).slices()] if preprocess is None else \
+            preprocess.apply(images, *layout.box(grid.rank).slices()[:2])
+        return da.DistArray(np.ascontiguousarray(block, dtype=layout.dtype), layout, grid)
+
     def scatter(step: int):
         images = dataset.batch(step, batch) if grid.rank == 0 else None  # (H, W, C, B) on root
+        if images is not None and preprocess is not None:
+            images = preprocess.apply(images)
         return da.scatter(images, grid, root=0, split=SPLIT)
 
     def draw_on_root(step: int):
         return dataset.batch(step, batch) if grid.rank == 0 else None
 
-    mine, theirs = draws(0), scatter(0)
-    same = theirs.layout == layout and mine.layout == layout and np.array_equal(mine.local, theirs.local)
+    ours, mine, theirs = shares(0), whole(0), scatter(0)
+    same = (theirs.layout == layout and mine.layout == layout and ours.layout == layout
+            and np.array_equal(mine.local, theirs.local) and np.array_equal(ours.local, mine.local))
     if not all(da.comm.allgather(grid.comm, same)):
-        raise AssertionError(f"scatter gives another layout or other bits than every-rank draws ({layout.describe()})")
-    return {"every_rank_draws": draws, "root_draws_scatters": scatter, "root_draw_only": draw_on_root}
+        raise AssertionError(f"the data paths give other layouts or bits ({layout.describe()})")
+    return {"each_rank_draws_share": shares, "every_rank_draws_all": whole, "root_draws_scatters": scatter,
+            "root_draw_only": draw_on_root}
 
 
 def data_worker(args: argparse.Namespace) -> dict | None:
-    """Collective: time both data paths for the configured input and for Le et al.'s."""
+    """Collective: time the data paths for the configured input and for Le et al.'s."""
     import numpy as np
 
     import distarray as da
     from distarray import comm
+    from distarray.exchange import FetchPlan
     from models.config import load_config
     from models.data import BundledImages
     from models.training.trainer import Trainer
 
     world = comm.world()
     config = load_config(ROOT / args.config, args.set)
-    trainer = Trainer(config, run_dir=None)
+    trainer = Trainer(config, run_dir=None, prefetch=False)
     h, w, c = config.model.input
     demo_layout = trainer.network.input_layout(trainer.local_batch_size)
     cases = {f"{h}x{w}x{c}x{trainer.batch}": (trainer.dataset, trainer.grid, demo_layout, trainer.batch,
-                                               trainer.input_batch)}
+                                               trainer.input_batch, trainer.network.preprocess)}
     size, batch = (200, 200), 32
     grid = da.ProcessGrid(da.factor_grid(world.Get_size(), size))
+    line = da.ProcessGrid((grid.size,), grid.comm)
     dataset = BundledImages(size, 3, seed=config.model.seed)
     layout = da.Layout.create(size + (3, batch), grid.dims, split=SPLIT, dtype=np.float32)
+    counts = da.balanced_blocks(batch, grid.size)
+    held = da.Layout.create(size + (3, batch), (grid.size,), split=(None, None, None, 0),
+                            blocks=(None, None, None, counts))
+    plan = FetchPlan(line, held, layout.box(grid.rank))
+    mine = range(sum(counts[:grid.rank]), sum(counts[:grid.rank + 1]))
 
-    def draws(step: int) -> da.DistArray:  # what Trainer.input_batch does
-        block = dataset.batch(step, batch)[layout.box(grid.rank).slices()]
-        return da.DistArray(np.ascontiguousarray(block), layout, grid)
+    def shares(step: int) -> da.DistArray:  # what the trainer's BatchFeed does, without a network
+        samples = np.ascontiguousarray(dataset.samples(step, mine).transpose(1, 2, 3, 0))  # (H, W, C, n)
+        return da.DistArray(plan(da.DistArray(samples, held, line)), layout, grid)
 
-    cases[f"{size[0]}x{size[1]}x3x{batch}"] = (dataset, grid, layout, batch, draws)
+    cases[f"{size[0]}x{size[1]}x3x{batch}"] = (dataset, grid, layout, batch, shares, None)
     result = {}
-    for name, (source, g, lay, b, every) in cases.items():
-        paths = data_paths(source, g, lay, b, every)
+    for name, (source, g, lay, b, share, pre) in cases.items():
+        paths = data_paths(source, g, lay, b, share, pre)
         times = time_batches(paths, args.data_batches, world)
         result[name] = {"grid": list(g.dims), "batches": args.data_batches,
                         **{f"{path}_s": statistics.median(ts) for path, ts in times.items()},
@@ -277,6 +300,8 @@ def launch(args: argparse.Namespace, ranks: int, worker: str, mode: str = "greed
     command = [launcher(args), "-n", str(ranks), sys.executable, "-m", "mpi4py", str(Path(__file__).resolve()),
                "--worker", worker, "--mode", mode, "--config", args.config, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--data-batches", str(args.data_batches)]
+    if args.no_prefetch:
+        command.append("--no-prefetch")
     for assignment in args.set:
         command += ["--set", assignment]
     env = dict(os.environ, **{var: "1" for var in THREAD_VARS})
@@ -398,7 +423,9 @@ def main(args: argparse.Namespace) -> None:
                   f"[{', '.join(f'{d * 1e3:.1f}' for d in two['per_rank_s_per_step']['data'])}]")
     for name, case in result["data_path"].items():
         if name != "ranks":
-            print(f"data {name} at {data['ranks']} ranks: every rank draws {case['every_rank_draws_s'] * 1e3:.1f} ms, "
+            print(f"data {name} at {data['ranks']} ranks: each rank draws its share "
+                  f"{case['each_rank_draws_share_s'] * 1e3:.1f} ms, every rank draws all "
+                  f"{case['every_rank_draws_all_s'] * 1e3:.1f} ms, "
                   f"root draws + scatter {case['root_draws_scatters_s'] * 1e3:.1f} ms (draw "
                   f"{case['root_draw_only_s'] * 1e3:.1f}, transfer {case['scatter_transfer_s'] * 1e3:.1f})")
     write_result(args.out, result)

@@ -6,6 +6,7 @@ all start here, so a configuration means the same thing to each of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from .data import ImageSource, make_dataset
 from .network import Network
 from .preprocess import LocalContrast, Preprocess, estimate_whitening
 
-__all__ = ["Placement", "WHITEN_IMAGES", "WHITEN_STEP", "build_dataset", "build_network", "build_preprocess",
+__all__ = ["INDEX_FILE", "Placement", "WHITEN_IMAGES", "WHITEN_STEP", "build_dataset", "build_network", "build_preprocess",
            "grid_dims", "place", "preprocess_from_meta"]
 
 WHITEN_STEP = 2**41  # the whitening is estimated on the data source's batch at this step (never trained on)
@@ -84,10 +85,32 @@ def build_network(config: Config, grid: da.ProcessGrid) -> Network:
                    backend_name=config.run.backend)
 
 
-def build_dataset(config: Config) -> ImageSource:
-    """The data source of ``[data]``, sized to ``model.input`` and seeded by ``model.seed`` (local)."""
+INDEX_FILE = "data-index.npz"  # a folder or video source's listing, cached in the run directory
+
+
+def build_dataset(config: Config, world: Any = None, run_dir: str | Path | None = None) -> ImageSource:
+    """The data source of ``[data]``, sized to ``model.input`` and seeded by ``model.seed``.
+
+    With ``world`` (collective over it), a folder or video source is listed by rank 0 alone
+    (cached as ``run_dir/data-index.npz`` when ``run_dir`` is given, reused while the folder's
+    fingerprint holds) and the listing broadcast, so that N ranks do not walk the tree N
+    times; an error there (no such folder, no image) is raised on every rank together.
+    Without ``world``: local, listed here.
+    """
     h, w, channels = config.model.input
-    return make_dataset(config.data.as_dict(), (h, w), channels, config.model.seed)
+    spec = config.data.as_dict()
+    cache = None if run_dir is None else Path(run_dir) / INDEX_FILE
+    if world is None or spec.get("source") not in ("folder", "video"):
+        return make_dataset(spec, (h, w), channels, config.model.seed, cache=cache)
+    dataset, error = None, None
+    if world.Get_rank() == 0:
+        try:
+            dataset = make_dataset(spec, (h, w), channels, config.model.seed, cache=cache)
+        except (OSError, ValueError) as exc:
+            error = exc if isinstance(exc, ValueError) else ValueError(str(exc))
+    comm.agree(world, error)
+    listing = comm.broadcast(world, dataset.listing() if dataset is not None else None)
+    return dataset if dataset is not None else make_dataset(spec, (h, w), channels, config.model.seed, listing=listing)
 
 
 def build_preprocess(config: Config, dataset: ImageSource, world: Any) -> Preprocess | None:

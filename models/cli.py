@@ -19,6 +19,11 @@ class UsageError(Exception):
     """Bad input found on every rank alike: reported once, exit status 2."""
 
 
+class RunError(Exception):
+    """A failure during a run raised on every rank together (an unreadable training file):
+    reported once, exit status 1."""
+
+
 def _info(args: argparse.Namespace) -> int:
     """Print what this installation runs on: versions, MPI, ranks, backends (collective)."""
     import numpy as np
@@ -46,6 +51,8 @@ def _train(args: argparse.Namespace) -> int:
     from distarray import comm
 
     from .config import load_config
+    from .build import INDEX_FILE
+    from .data import DataError
     from .training.trainer import Trainer
 
     try:
@@ -60,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
                          f"that run, --fresh to delete its outputs and start again, or another --out")
     comm.barrier(comm.world())  # every rank has looked before rank 0 deletes anything
     if args.fresh and root:
-        for name in ("checkpoints", "metrics.jsonl", "loss.png", "config.toml"):
+        for name in ("checkpoints", "metrics.jsonl", "loss.png", "config.toml", INDEX_FILE, INDEX_FILE + ".frames.npz"):
             target = run_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     try:  # errors of configuration found while building (sizes, data, a checkpoint) arise on every rank
@@ -75,7 +82,10 @@ def _train(args: argparse.Namespace) -> int:
         print(f"cots train: {len(trainer.network)} stage(s), {counts['encoder']:,} encoder + "
               f"{counts['decoder']:,} decoder weights; {comm.world().Get_size()} rank(s) as "
               f"{trainer.replicas} replica(s) of grid {list(trainer.grid.dims)}; data: {trainer.dataset.describe()}")
-    records = trainer.run(until=args.until)
+    try:
+        records = trainer.run(until=args.until)
+    except DataError as exc:  # an unreadable file: found by one rank, raised on every rank together
+        raise RunError(str(exc)) from None
     if root:
         done = "finished" if trainer.step >= trainer.total_steps else f"stopped at step {trainer.step}"
         last = f", last loss {records[-1]['loss']:.5g}" if records else ""
@@ -239,10 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = comm.world()
     try:
         return args.run(args)
-    except UsageError as exc:  # raised on every rank alike
+    except (UsageError, RunError) as exc:  # raised on every rank alike
         if world.Get_rank() == 0:
             print(f"cots {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, UsageError) else 1
     except BaseException:
         if world.Get_size() == 1:
             raise

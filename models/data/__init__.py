@@ -1,7 +1,13 @@
-"""Training data: sources that draw deterministic, normalised (H, W, C, B) batches
-(:mod:`models.data.sources`) and the readers that bring images from disk or scikit-image
-(:mod:`models.data.readers`). No MPI here: the caller distributes."""
+"""Training data: sources that draw deterministic, normalised (H, W, C, B) batches, each
+sample a function of (seed, step, sample index) alone (:mod:`models.data.sources`; streaming
+image folders in :mod:`models.data.folder`, video frames in :mod:`models.data.video`, their
+file index in :mod:`models.data.index`), and the readers that bring images from disk or
+scikit-image (:mod:`models.data.readers`). No MPI here: the caller distributes."""
 
-from .sources import ArrayImages, BundledImages, ImageFolder, ImageSource, make_dataset, normalise_images
+from .factory import SOURCES, make_dataset
+from .folder import ImageFolder, StreamingSource
+from .index import FileIndex
+from .sources import ArrayImages, BundledImages, DataError, ImageSource, normalise_image, normalise_images
 
-__all__ = ["ArrayImages", "BundledImages", "ImageFolder", "ImageSource", "make_dataset", "normalise_images"]
+__all__ = ["SOURCES", "ArrayImages", "BundledImages", "DataError", "FileIndex", "ImageFolder", "ImageSource", "StreamingSource",
+           "make_dataset", "normalise_image", "normalise_images"]

@@ -23,6 +23,7 @@ __all__ = [
     "load_natural_images",
     "read_cifar10",
     "read_stl10",
+    "resize_shorter",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -126,6 +127,16 @@ def find_images(root: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+def resize_shorter(img: Image.Image, shorter: int, mode: str) -> np.ndarray:
+    """A Pillow image converted to ``mode`` ("RGB" or "L") and resized (bicubic, aspect kept)
+    so that its shorter side is ``shorter`` pixels: (h, w, C) uint8, C 3 for "RGB", 1 for "L"."""
+    scale = shorter / min(img.size)
+    target = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+    img.draft(mode, target)  # JPEG: decode at a reduced scale no smaller than target
+    resized = img.convert(mode).resize(target, Image.Resampling.BICUBIC)
+    return np.asarray(resized).reshape(target[1], target[0], -1)  # (h, w, C)
+
+
 def load_image(file: Path, shorter: int, mode: str) -> np.ndarray:
     """Decode ``file``, convert it to ``mode`` ("RGB" or "L") and resize it (bicubic, aspect
     kept) so that its shorter side is ``shorter`` pixels.
@@ -134,16 +145,17 @@ def load_image(file: Path, shorter: int, mode: str) -> np.ndarray:
     -------
     (h, w, C) uint8
         C is 3 for "RGB", 1 for "L".
+
+    Raises
+    ------
+    ValueError
+        The file cannot be decoded (the message names it).
     """
     try:
         with Image.open(file) as img:
-            scale = shorter / min(img.size)
-            target = (round(img.size[0] * scale), round(img.size[1] * scale))
-            img.draft(mode, target)  # JPEG: decode at a reduced scale no smaller than target
-            resized = img.convert(mode).resize(target, Image.Resampling.BICUBIC)
-    except (OSError, SyntaxError) as err:
+            return resize_shorter(img, shorter, mode)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read image {file}: {err}") from err
-    return np.asarray(resized).reshape(target[1], target[0], -1)  # (h, w, C)
 
 
 def load_natural_images(mode: str, max_side: int = 512) -> list[Image.Image]:

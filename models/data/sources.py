@@ -1,36 +1,65 @@
-"""Training data: batches (H, W, C, B) float32 drawn deterministically from (seed, step).
+"""Training data: batches (H, W, C, B) float32, every sample drawn deterministically from
+(seed, step, sample index).
 
 Every image of a batch is normalised on its own (mean 0, standard deviation 1), so that a
-brightness or contrast cue cannot stand in for shape. A batch depends on (seed, step) only:
-every process that asks for batch ``step`` gets the same bits, in any order, and a run resumed
-at step 500 sees the batch 500 an uninterrupted run would. Sources: :class:`BundledImages` (the
-default: images shipped with scikit-image, some faces held out for evaluation),
-:class:`ImageFolder` and :class:`ArrayImages` (CIFAR-10 and STL-10, read by
-:mod:`models.data.readers`); :func:`make_dataset` builds one from the ``data`` table of a config.
-No MPI here: the caller distributes.
+brightness or contrast cue cannot stand in for shape. Sample n of batch s depends on (seed, s,
+n) only: every process that asks for it gets the same bits, in any order and whatever else it
+draws, so each rank can draw its own share of a batch, and a run resumed at step 500 sees the
+batch 500 an uninterrupted run would. Sources here: :class:`BundledImages` (the default:
+images shipped with scikit-image, some faces held out for evaluation) and :class:`ArrayImages`
+(images in memory: CIFAR-10 and STL-10, read by :mod:`models.data.readers`); the streaming
+ones are in :mod:`models.data.folder` and :mod:`models.data.video`. No MPI here: the caller
+distributes.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .readers import find_images, load_image, load_lfw, load_natural_images, read_cifar10, read_stl10
+from .readers import load_lfw, load_natural_images
 
-__all__ = ["ArrayImages", "BundledImages", "ImageFolder", "ImageSource", "make_dataset", "normalise_images"]
+__all__ = ["ArrayImages", "BundledImages", "DataError", "ImageSource", "centre_crop", "normalise_image", "normalise_images"]
 
 BICUBIC = Image.Resampling.BICUBIC
+_THREAD = threading.local()  # each thread's reusable sample generator (ImageSource._reused_rng)
+
+
+class DataError(ValueError):
+    """A batch could not be drawn during training (an unreadable file with ``on_error="raise"``);
+    raised on every rank together, the message naming the file."""
+
+
+def normalise_image(image: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Normalise one image: subtract the mean of all its pixels and channels, divide by their
+    standard deviation, or by ``eps`` where that is larger (a constant image becomes zeros).
+
+    Float32 arithmetic with float64 sums (no float64 copy of the image); the result depends on
+    the image alone, so a sample is the same bits in any batch and on any rank.
+
+    Parameters
+    ----------
+    image : (H, W, C) array
+        Any real dtype (uint8, float).
+
+    Returns
+    -------
+    (H, W, C) float32
+    """
+    x = np.asarray(image, dtype=np.float32)  # (H, W, C)
+    centred = x - np.float32(x.mean(dtype=np.float64))  # (H, W, C)
+    std = math.sqrt(float(np.square(centred).sum(dtype=np.float64)) / max(centred.size, 1))
+    centred /= np.float32(max(std, eps))
+    return centred
 
 
 def normalise_images(images: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Normalise each image on its own: subtract the mean of all its pixels and channels, divide
-    by their standard deviation, or by ``eps`` where that is larger (a constant image becomes
-    zeros, not NaN).
+    """:func:`normalise_image` applied to each image of a stack.
 
     Parameters
     ----------
@@ -43,12 +72,13 @@ def normalise_images(images: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     -------
     (N, H, W, C) float32
     """
-    x = np.asarray(images, dtype=np.float64)  # (N, H, W, C)
-    if x.ndim != 4:
-        raise ValueError(f"expected images (N, H, W, C), got shape {x.shape}")
-    centred = x - x.mean(axis=(1, 2, 3), keepdims=True)  # (N, H, W, C)
-    std = np.sqrt((centred**2).mean(axis=(1, 2, 3), keepdims=True))  # (N, 1, 1, 1)
-    return (centred / np.maximum(std, eps)).astype(np.float32)
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"expected images (N, H, W, C), got shape {images.shape}")
+    out = np.empty(images.shape, np.float32)  # (N, H, W, C)
+    for n, image in enumerate(images):
+        out[n] = normalise_image(image, eps)
+    return out
 
 
 def _check_shape(size: Sequence[int], channels: int) -> tuple[int, int, int]:
@@ -60,7 +90,7 @@ def _check_shape(size: Sequence[int], channels: int) -> tuple[int, int, int]:
     return int(size[0]), int(size[1]), int(channels)
 
 
-def _centre_crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
+def centre_crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
     """The central (h, w) window of an (h', w', C) image."""
     top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
     return image[top:top + h, left:left + w]  # (h, w, C)
@@ -93,14 +123,18 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 class ImageSource(ABC):
     """A training set: batches (H, W, C, B) float32, each image normalised, deterministic in
-    (seed, step).
+    (seed, step); each sample deterministic in (seed, step, n) alone.
+
+    Sample ``n`` of step ``step`` is drawn by a generator seeded with (seed, step, n) only, so a
+    rank that draws samples 32-63 of a batch gets the bits that one drawing the whole batch
+    would, in any call order: the batch is the same at any number of ranks.
 
     Attributes
     ----------
     shape : (H, W, C)
         One sample.
     seed : int
-        With the step, fixes every batch.
+        With the step and the sample's index, fixes every sample.
     """
 
     shape: tuple[int, int, int]
@@ -119,19 +153,54 @@ class ImageSource(ABC):
         Returns
         -------
         (H, W, C, size) float32, C-contiguous
-            Each sample normalised by :func:`normalise_images`.
+            Each sample normalised by :func:`normalise_image`.
         """
-        return _to_batch(self._draw(self._rng(step, size), size))
+        if size < 1:
+            raise ValueError(f"expected a batch size >= 1, got {size}")
+        return np.ascontiguousarray(self.samples(step, range(size)).transpose(1, 2, 3, 0))  # (H, W, C, B)
 
-    def _rng(self, step: int, size: int) -> np.random.Generator:
-        """The generator of batch ``step``: seeded by (seed, step) alone."""
-        if step < 0 or size < 1:
-            raise ValueError(f"expected step >= 0 and size >= 1, got step {step} and size {size}")
-        return np.random.default_rng([self.seed, step])
+    def samples(self, step: int, indices: Sequence[int]) -> np.ndarray:
+        """Samples ``indices`` of batch ``step``, each normalised: what :meth:`batch` holds at
+        those positions, bit for bit, whatever else is drawn.
+
+        Returns
+        -------
+        (len(indices), H, W, C) float32
+        """
+        out = np.empty((len(indices), *self.shape), np.float32)  # (n, H, W, C)
+        for k, n in enumerate(indices):
+            out[k] = normalise_image(self._sample(self._reused_rng(step, n)))
+        return out
+
+    def sample_rng(self, step: int, n: int) -> np.random.Generator:
+        """The generator of sample ``n`` of batch ``step``: a function of (seed, step, n) alone.
+
+        Philox (Salmon et al. 2011, counter-based): the key is (seed, step) and the counter
+        starts at n * 2**128, so every sample has a stream of 2**128 draws of its own, and a
+        sample's stream is found without drawing the ones before it.
+        """
+        if step < 0 or n < 0:
+            raise ValueError(f"expected step >= 0 and sample index >= 0, got step {step} and index {n}")
+        return np.random.Generator(np.random.Philox(key=np.array([self.seed, step], np.uint64),
+                                                    counter=np.array([0, 0, n, 0], np.uint64)))
+
+    def _reused_rng(self, step: int, n: int) -> np.random.Generator:
+        """:meth:`sample_rng`'s generator, the same stream, but this thread's one generator set
+        to it (several times cheaper than a new one; valid until this thread's next call)."""
+        if step < 0 or n < 0:
+            raise ValueError(f"expected step >= 0 and sample index >= 0, got step {step} and index {n}")
+        rng = getattr(_THREAD, "rng", None)
+        if rng is None:
+            rng = _THREAD.rng = np.random.Generator(np.random.Philox(0))
+        rng.bit_generator.state = {
+            "bit_generator": "Philox", "buffer": np.zeros(4, np.uint64), "buffer_pos": 4, "has_uint32": 0,
+            "uinteger": 0, "state": {"counter": np.array([0, 0, n, 0], np.uint64),
+                                     "key": np.array([self.seed, step], np.uint64)}}
+        return rng
 
     @abstractmethod
-    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """``size`` samples (B, H, W, C), any real dtype, not yet normalised."""
+    def _sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One sample (H, W, C), any real dtype, not yet normalised."""
 
     @abstractmethod
     def __len__(self) -> int:
@@ -143,11 +212,6 @@ class ImageSource(ABC):
 
     def _shape_text(self) -> str:
         return "x".join(map(str, self.shape))
-
-
-def _to_batch(samples: np.ndarray) -> np.ndarray:
-    """(B, H, W, C) samples to a normalised, C-contiguous (H, W, C, B) float32 batch."""
-    return np.ascontiguousarray(normalise_images(samples).transpose(1, 2, 3, 0))  # (H, W, C, B)
 
 
 class ArrayImages(ImageSource):
@@ -184,78 +248,14 @@ class ArrayImages(ImageSource):
         self.labels = labels
         self.name = name
 
-    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        return self.images[rng.integers(len(self.images), size=size)]  # (B, H, W, C)
+    def _sample(self, rng: np.random.Generator) -> np.ndarray:
+        return self.images[rng.integers(len(self.images))]  # (H, W, C)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def describe(self) -> str:
         return f"{self.name}: {len(self)} images, samples {self._shape_text()}"
-
-
-class ImageFolder(ImageSource):
-    """Every .jpg, .jpeg and .png file (any case) under a folder, recursively, in order of
-    relative path; decoded once, here, and kept in memory as uint8.
-
-    Each image is converted to RGB (channels 3) or grey (channels 1) and resized, aspect kept,
-    so that its shorter side is ``ceil(1.15 * max(size))``; samples are crops of ``size``.
-
-    Parameters
-    ----------
-    root : str or Path
-        The folder.
-    size : (H, W)
-        Sample rows and columns.
-    channels : {1, 3}
-        Grey or RGB.
-    seed : int
-        With the step, fixes every batch.
-    crop : {"random", "centre"}
-        Random crops, flipped left-right half of the time, or the central crop.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``root`` is not a directory.
-    ValueError
-        No image under ``root``, or an image that cannot be decoded (the message names it).
-    """
-
-    def __init__(self, root: str | Path, size: Sequence[int], channels: int = 3, seed: int = 0,
-                 crop: str = "random"):
-        if crop not in ("random", "centre"):
-            raise ValueError(f"expected crop 'random' or 'centre', got {crop!r}")
-        super().__init__(size, channels, seed)
-        self.root = Path(root)
-        self.crop = crop
-        self.files = find_images(self.root)
-        shorter = math.ceil(1.15 * max(size))
-        self.images = [load_image(file, shorter, "RGB" if channels == 3 else "L") for file in self.files]
-
-    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        h, w, _ = self.shape
-        out = np.empty((size, *self.shape), np.uint8)  # (B, H, W, C)
-        for k, i in enumerate(rng.integers(len(self.images), size=size)):
-            image = self.images[i]  # (h', w', C)
-            if self.crop == "centre":
-                out[k] = _centre_crop(image, h, w)
-                continue
-            top, left = rng.integers(image.shape[0] - h + 1), rng.integers(image.shape[1] - w + 1)
-            patch = image[top:top + h, left:left + w]  # (H, W, C)
-            out[k] = patch[:, ::-1] if rng.random() < 0.5 else patch
-        return out
-
-    def all_images(self) -> np.ndarray:
-        """The central crop of every image, normalised: (N, H, W, C) float32 (for evaluation)."""
-        h, w, _ = self.shape
-        return normalise_images(np.stack([_centre_crop(image, h, w) for image in self.images]))
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def describe(self) -> str:
-        return f"image folder {self.root}: {len(self)} images, {self.crop} crops {self._shape_text()}"
 
 
 class BundledImages(ImageSource):
@@ -319,8 +319,14 @@ class BundledImages(ImageSource):
         batch : (H, W, C, size) float32
         faces : (size,) bool
         """
-        samples, faces = self._draw_flagged(self._rng(step, size), size)
-        return _to_batch(samples), faces
+        if size < 1:
+            raise ValueError(f"expected a batch size >= 1, got {size}")
+        out = np.empty((size, *self.shape), np.float32)  # (B, H, W, C)
+        faces = np.empty(size, bool)
+        for n in range(size):
+            sample, faces[n] = self._sample_flagged(self._reused_rng(step, n))
+            out[n] = normalise_image(sample)
+        return np.ascontiguousarray(out.transpose(1, 2, 3, 0)), faces  # (H, W, C, B)
 
     def training_faces(self) -> np.ndarray:
         """Every training face, whole and unflipped, normalised: (100 - holdout, H, W, C) float32."""
@@ -343,17 +349,14 @@ class BundledImages(ImageSource):
         crops = np.repeat(crops.mean(axis=3, keepdims=True), self.shape[2], axis=3)  # (holdout, H, W, C) grey
         return np.concatenate([normalise_images(self._grey_samples(self._heldout_patches)), normalise_images(crops)])
 
-    def _draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        return self._draw_flagged(rng, size)[0]
+    def _sample(self, rng: np.random.Generator) -> np.ndarray:
+        return self._sample_flagged(rng)[0]
 
-    def _draw_flagged(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``size`` samples (B, H, W, C) float32, not normalised, and which are faces (B,)."""
-        faces = rng.random(size) < self.face_share  # (B,)
-        out = np.empty((size, *self.shape), np.float32)  # (B, H, W, C)
-        for k in range(size):
-            sample = self._random_face(rng) if faces[k] else self._natural_crop(rng)  # (H, W, C)
-            out[k] = sample[:, ::-1] if rng.random() < 0.5 else sample
-        return out, faces
+    def _sample_flagged(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """One sample (H, W, C), not normalised, and whether it is a face."""
+        face = bool(rng.random() < self.face_share)
+        sample = self._random_face(rng) if face else self._natural_crop(rng)  # (H, W, C)
+        return (sample[:, ::-1] if rng.random() < 0.5 else sample), face
 
     def _face(self, face: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
         """A grey face (or its ``box``) resized to (H, W, C), grey replicated."""
@@ -380,7 +383,8 @@ class BundledImages(ImageSource):
         scale = math.exp(rng.uniform(math.log(min(1.0, most)), math.log(most)))
         left, top = rng.uniform(0, image.size[0] - scale * w), rng.uniform(0, image.size[1] - scale * h)
         box = (left, top, left + scale * w, top + scale * h)
-        return np.asarray(image.resize((w, h), BICUBIC, box=box)).reshape(h, w, c)
+        # reducing_gap: shrink by a whole factor first (box filter), then bicubic: about half the time
+        return np.asarray(image.resize((w, h), BICUBIC, box=box, reducing_gap=2.0)).reshape(h, w, c)
 
     def __len__(self) -> int:
         return len(self.natural) + len(self.faces)
@@ -388,52 +392,3 @@ class BundledImages(ImageSource):
     def describe(self) -> str:
         return (f"bundled scikit-image data: {len(self)} images ({len(self.natural)} natural, {len(self.faces)} faces, "
                 f"face share {self.face_share:g}, {self.holdout} held out), samples {self._shape_text()}")
-
-
-_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # source: (required keys, optional keys)
-    "bundled": ((), ("face_share", "holdout")),
-    "folder": (("path",), ("crop",)),
-    "cifar10": (("path",), ("split",)),
-    "stl10": (("path",), ("split",)),
-}
-
-
-def make_dataset(spec: dict[str, Any], size: Sequence[int], channels: int, seed: int) -> ImageSource:
-    """Build the source that the ``data`` table of a config names.
-
-    Parameters
-    ----------
-    spec : dict
-        ``source`` ("bundled", "folder", "cifar10" or "stl10") and its keys: bundled:
-        ``face_share`` (0.1), ``holdout`` (30); folder: ``path`` (required), ``crop``
-        ("random"); cifar10 and stl10: ``path`` (required, the extracted binary directory),
-        ``split`` ("train").
-    size : (H, W)
-        Sample rows and columns (CIFAR-10 and STL-10 images are resized to it).
-    channels : {1, 3}
-        Grey or RGB.
-    seed : int
-        With the step, fixes every batch.
-
-    Returns
-    -------
-    ImageSource
-    """
-    source = spec.get("source")
-    if source not in _SOURCES:
-        raise ValueError(f"expected data.source one of {', '.join(_SOURCES)}, got {source!r}")
-    required, optional = _SOURCES[source]
-    accepted = f"accepted: {', '.join(required + optional)}"
-    missing = [key for key in required if key not in spec]
-    unknown = sorted(set(spec) - {"source", *required, *optional})
-    if missing or unknown:
-        problem = f"missing data.{missing[0]}" if missing else f"unknown data.{', data.'.join(unknown)}"
-        raise ValueError(f"{problem} for data.source {source!r} ({accepted})")
-    options = {key: value for key, value in spec.items() if key != "source"}
-    if source == "bundled":
-        return BundledImages(size, channels, seed=seed, **options)
-    if source == "folder":
-        return ImageFolder(options.pop("path"), size, channels, seed, **options)
-    split = options.get("split", "train")
-    images, labels = (read_cifar10 if source == "cifar10" else read_stl10)(options["path"], split)
-    return ArrayImages(images, seed, labels, name=f"{source} {split}", size=size, channels=channels)

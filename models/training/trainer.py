@@ -7,9 +7,11 @@ no gradient all-reduce at all: each rank updates the weights it owns. With repli
 group takes its share of the global batch and the gradients of each weight block are
 summed over the groups (data parallelism over model-parallel groups).
 
-Every step's batch is a function of (data seed, step) alone, drawn identically on every
-rank, so the same configuration trains the same weights on any number of ranks (up to
-float rounding of the exchanges' sums) and a resumed run repeats an uninterrupted one.
+Every sample of a step's batch is a function of (data seed, step, sample index) alone; each
+rank draws its share of the samples and one plan moves them to the first stage's layout
+(:mod:`models.training.feed`), so the same configuration trains the same weights on any
+number of ranks (up to float rounding of the exchanges' sums) and a resumed run repeats an
+uninterrupted one.
 
 Modes: ``greedy`` trains stage 0 for ``steps`` steps, then stage 1 on stage 0's output,
 and so on (the learning-rate schedule restarts per stage); ``joint`` updates every stage
@@ -32,6 +34,7 @@ from ..config import Config, parse_config
 from ..network import stage_of
 from ..optim import make_optimizer
 from .checkpoints import checkpoint_path, latest_checkpoint, prune_checkpoints, training_arrays
+from .feed import BatchFeed
 from .metrics import MetricsLog, Progress, plot_loss, read_metrics
 
 __all__ = ["Trainer"]
@@ -49,6 +52,8 @@ class Trainer:
         None: nothing is written (tests, notebooks).
     progress : bool
         Show a progress bar on rank 0.
+    prefetch : bool
+        Prepare each step's batch in a background thread during the step before.
     world : communicator, optional
         The ranks that train (default COMM_WORLD; ``comm.self_comm()`` for a serial twin).
 
@@ -56,7 +61,7 @@ class Trainer:
     """
 
     def __init__(self, config: Config, run_dir: str | Path | None = None, progress: bool = False,
-                 world: Any = None):
+                 world: Any = None, prefetch: bool = True):
         self.config = config
         self.run_dir = None if run_dir is None else Path(run_dir)
         world = comm.world() if world is None else world
@@ -66,11 +71,13 @@ class Trainer:
         self.grid, self.peers = placement.grid, placement.peers
         self.replicas, self.replica = placement.replicas, placement.replica
         self.network = build_network(config, self.grid)
-        self.dataset = build_dataset(config)
+        self.dataset = build_dataset(config, world, self.run_dir)
         self.network.preprocess = build_preprocess(config, self.dataset, world)
         train = config.train
         self.batch = train.batch
         self.local_batch_size = self.batch // self.replicas
+        self.feed = BatchFeed(self.dataset, self.network, self.local_batch_size,
+                              self.replica * self.local_batch_size, prefetch)
         self.optimizer = make_optimizer(train.optimizer, self.network.parameters(), train.momentum,
                                         train.weight_decay, train.adagrad_eps)
         self.greedy = train.mode == "greedy"
@@ -89,18 +96,19 @@ class Trainer:
         """The learning rate at ``step`` (the schedule restarts with each greedy stage)."""
         return self.schedule(step % self.phase_steps if self.greedy else step)
 
-    def input_batch(self, step: int) -> da.DistArray:
-        """This rank's block of its replica's share of the batch of ``step`` (every rank
-        draws the same global batch and keeps its box: no messages)."""
-        images = self.dataset.batch(step, self.batch)  # (H, W, C, B) global
-        lo = self.replica * self.local_batch_size
-        return self.network.input_array(images[..., lo:lo + self.local_batch_size])
+    def input_batch(self, step: int, next_step: int | None = None) -> da.DistArray:
+        """Collective: this rank's block of its replica's share of the batch of ``step``
+        (each rank draws its share of the samples; one plan moves them to the first stage's
+        layout: see :mod:`models.training.feed`); with ``next_step``, that batch is prepared
+        in the background meanwhile."""
+        return self.feed(step, next_step)
 
-    def train_step(self, step: int) -> dict[str, Any]:
-        """Collective: one synchronous step; returns its metrics record."""
+    def train_step(self, step: int, next_step: int | None = None) -> dict[str, Any]:
+        """Collective: one synchronous step (preparing batch ``next_step`` in the background
+        when given); returns its metrics record."""
         start = time.perf_counter()
         comm_before = self.network.comm_seconds
-        x = self.input_batch(step)
+        x = self.input_batch(step, next_step)
         t_data = time.perf_counter() - start
         stages = self.stages_at(step)
         self.prepare(stages)
@@ -181,6 +189,7 @@ class Trainer:
             raise ValueError(f"checkpoint {path} is of another model: saved [model] "
                              f"{saved}, configured {self.config.model}")
         self.network.preprocess = preprocess_from_meta(self.config, stored)
+        self.feed.drop()  # a batch prepared ahead used the preprocessing replaced here
         meta = load_checkpoint(path, self._arrays())
         self.step = int(meta["step"])
         return self.step
@@ -207,15 +216,20 @@ class Trainer:
         records = []
         try:
             while self.step < stop:
-                record = self.train_step(self.step)
+                record = self.train_step(self.step, self.step + 1 if self.step + 1 < stop else None)
                 records.append(record)
                 bar.update(record["loss"], record["samples_per_s"], ",".join(record["stages"]))
-                if log is not None and (record["step"] % train.log_every == 0 or self.step == stop):
-                    log.write(record)
+                if record["step"] % train.log_every == 0 or self.step == stop:  # the same steps on every rank
+                    skipped = self.feed.skipped()  # collective
+                    if skipped:
+                        record["skipped_files"] = len(skipped)
+                    if log is not None:
+                        log.write(record)
                 every = train.checkpoint_every
                 if every and self.step % every == 0 and self.step < stop:
                     self.save()
         finally:
+            self.feed.drop()
             bar.close()
             if log is not None:
                 log.close()

@@ -1,5 +1,5 @@
-"""Training data: normalisation, determinism in (seed, step), the bundled, folder and array
-sources, the CIFAR-10 and STL-10 readers, and make_dataset."""
+"""Training data: normalisation, determinism in (seed, step, sample index), the bundled, folder and
+array sources, the CIFAR-10 and STL-10 readers, and make_dataset."""
 
 from __future__ import annotations
 
@@ -47,26 +47,6 @@ def test_normalise_rejects_wrong_rank():
 
 # --- fixtures ---------------------------------------------------------------------------------
 
-def write_image(file, size, mode, fmt=None, seed=0):
-    """A random (w, h) image in `mode`, saved with Pillow."""
-    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-    pixels = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels, mode).save(file, format=fmt)
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """Nested PNG and JPEG files with mixed-case suffixes, and files that are not images."""
-    root = tmp_path_factory.mktemp("images")
-    write_image(root / "b" / "c" / "grey.jpg", (50, 50), "L", seed=1)
-    write_image(root / "a" / "wide.PNG", (60, 40), "RGB", seed=2)
-    write_image(root / "tall.JpEg", (45, 80), "RGB", "JPEG", seed=3)
-    write_image(root / "a" / "skip.gif", (30, 30), "RGB", seed=4)
-    (root / "notes.txt").write_text("not an image")
-    return root
-
-
 @pytest.fixture(scope="module")
 def bundled():
     return BundledImages(SIZE, channels=3, face_share=0.5, seed=3)
@@ -112,10 +92,32 @@ def test_seed_changes_batches_and_describe_is_one_line(name, folder):
 
 
 def test_batch_rejects_negative_step_and_empty_batch(bundled):
-    with pytest.raises(ValueError, match="expected step >= 0 and size >= 1, got step -1 and size 4"):
+    with pytest.raises(ValueError, match="expected step >= 0 and sample index >= 0, got step -1 and index 0"):
         bundled.batch(-1, 4)
-    with pytest.raises(ValueError, match="got step 0 and size 0"):
+    with pytest.raises(ValueError, match="expected a batch size >= 1, got 0"):
         bundled.batch(0, 0)
+    with pytest.raises(ValueError, match="expected a batch size >= 1, got 0"):
+        bundled.batch_with_flags(0, 0)
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_sample_depends_on_seed_step_and_index_only(name, folder):
+    """Any subset of a batch, in any order, is those samples of the whole batch bit for bit:
+    a rank drawing its share gets what one process drawing everything would."""
+    source = SOURCES[name](folder)
+    whole = source.batch(5, 7).transpose(3, 0, 1, 2)  # (7, H, W, C)
+    assert source.samples(5, [6, 2, 3]).tobytes() == whole[[6, 2, 3]].tobytes()
+    assert source.samples(5, range(0)).shape == (0, *source.shape)
+    assert not np.array_equal(source.samples(6, [2]), whole[[2]])
+
+
+def test_normalise_image_sums_in_float64():
+    """A large offset would swamp a float32 sum; the float64 sums keep mean 0 and std 1."""
+    image = (1e4 + np.random.default_rng(3).random((64, 64, 3))).astype(np.float32)
+    out = normalise_images(image[None])[0]
+    reference = (image - image.astype(np.float64).mean()) / image.astype(np.float64).std()
+    np.testing.assert_allclose(out, reference, atol=2e-3)
+    assert out.dtype == np.float32
 
 
 # --- BundledImages ----------------------------------------------------------------------------
@@ -176,54 +178,6 @@ def test_bundled_needs_no_network(monkeypatch):
 def test_bundled_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BundledImages(SIZE, **kwargs)
-
-
-# --- ImageFolder ------------------------------------------------------------------------------
-
-def test_folder_finds_images_in_relative_path_order(folder):
-    source = ImageFolder(folder, SIZE)
-    assert [p.relative_to(folder).as_posix() for p in source.files] == ["a/wide.PNG", "b/c/grey.jpg", "tall.JpEg"]
-    assert len(source) == 3 and "3 images" in source.describe()
-
-
-@pytest.mark.parametrize("channels", [1, 3])
-def test_folder_resizes_shorter_side(folder, channels):
-    source = ImageFolder(folder, SIZE, channels)  # shorter side ceil(1.15 * 24) = 28
-    assert [image.shape for image in source.images] == [(28, 42, channels), (28, 28, channels), (50, 28, channels)]
-    assert all(image.dtype == np.uint8 for image in source.images)
-
-
-def test_folder_centre_crops(tmp_path):
-    pixels = np.random.default_rng(5).integers(0, 256, size=(28, 40, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(tmp_path / "one.png")  # shorter side already 28: no resampling
-    source = ImageFolder(tmp_path, SIZE, crop="centre")
-    expected = normalise_images(pixels[None, 4:24, 8:32])  # (1, 20, 24, 3)
-    np.testing.assert_array_equal(source.all_images(), expected)
-    np.testing.assert_array_equal(source.batch(0, 2).transpose(3, 0, 1, 2), np.concatenate([expected] * 2))
-
-
-def test_folder_random_crops_come_from_the_image(tmp_path):
-    pixels = np.random.default_rng(6).integers(0, 256, size=(28, 40), dtype=np.uint8)
-    Image.fromarray(pixels).save(tmp_path / "one.png")
-    source = ImageFolder(tmp_path, SIZE, channels=1)
-    windows = [pixels[i:i + 20, j:j + 24] for i in range(9) for j in range(17)]
-    candidates = normalise_images(np.array([w for win in windows for w in (win, win[:, ::-1])])[..., None])
-    for sample in source.batch(1, 6).transpose(3, 0, 1, 2):
-        assert any(np.array_equal(sample, candidate) for candidate in candidates)
-
-
-def test_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="image folder .*missing not found"):
-        ImageFolder(tmp_path / "missing", SIZE)
-    (tmp_path / "empty" / "sub").mkdir(parents=True)
-    (tmp_path / "empty" / "sub" / "readme.txt").write_text("text")
-    with pytest.raises(ValueError, match=r"no images under .*empty: looked for \.jpg, \.jpeg, \.png"):
-        ImageFolder(tmp_path / "empty", SIZE)
-    (tmp_path / "empty" / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match=r"cannot read image .*bad\.png"):
-        ImageFolder(tmp_path / "empty", SIZE)
-    with pytest.raises(ValueError, match="expected crop 'random' or 'centre', got 'middle'"):
-        ImageFolder(tmp_path / "empty", SIZE, crop="middle")
 
 
 # --- ArrayImages ------------------------------------------------------------------------------
@@ -356,9 +310,9 @@ def test_make_dataset_every_source(tmp_path, folder):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"source": "foo"}, "expected data.source one of bundled, folder, cifar10, stl10, got 'foo'"),
-    ({}, "expected data.source one of bundled, folder, cifar10, stl10, got None"),
-    ({"source": "folder"}, r"missing data.path for data.source 'folder' \(accepted: path, crop\)"),
+    ({"source": "foo"}, "expected data.source one of bundled, folder, video, cifar10, stl10, got 'foo'"),
+    ({}, "expected data.source one of bundled, folder, video, cifar10, stl10, got None"),
+    ({"source": "folder"}, r"missing data.path for data.source 'folder' \(accepted: path, crop, on_error\)"),
     ({"source": "cifar10", "path": "x", "size": 3, "crop": "centre"},
      r"unknown data.crop, data.size for data.source 'cifar10' \(accepted: path, split\)"),
     ({"source": "bundled", "path": "x"}, r"unknown data.path for data.source 'bundled' \(accepted: face_share, holdout\)"),
@@ -366,3 +320,12 @@ def test_make_dataset_every_source(tmp_path, folder):
 def test_make_dataset_errors(spec, message):
     with pytest.raises(ValueError, match=message):
         make_dataset(spec, SIZE, 3, seed=0)
+
+
+def test_sample_generator_is_the_reused_one_and_counter_based(bundled):
+    """The public generator and the thread's reused one give the same stream; samples of
+    another step or index get other streams."""
+    a = bundled.sample_rng(4, 9).random(5)
+    assert np.array_equal(a, bundled._reused_rng(4, 9).random(5))
+    assert not np.array_equal(a, bundled.sample_rng(4, 10).random(5))
+    assert not np.array_equal(a, bundled.sample_rng(5, 9).random(5))

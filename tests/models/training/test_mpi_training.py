@@ -62,8 +62,10 @@ def test_training_matches_one_rank(mode, dtype, optimizer):
     rtol = 1e-10 if dtype == "float64" else 2e-5
     np.testing.assert_allclose(losses(got), losses(want), rtol=rtol)
     ours, theirs = weights(trainer), {n: a for n, a in weights(twin).items()}
-    for name in theirs:
-        np.testing.assert_allclose(ours[name], theirs[name], rtol=rtol, atol=rtol * 1e-2, err_msg=name)
+    for name in theirs:  # atol: elements near 0 carry the rounding of their larger neighbours' sums
+        scale = float(np.abs(theirs[name]).max())
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=rtol, atol=rtol * 1e-2 * max(scale, 1.0) * 2,
+                                   err_msg=name)
     assert not np.array_equal(theirs["param/stage0.encoder.weight"], Trainer(cfg, world=_comm.self_comm())
                               .network.parameters()["stage0.encoder.weight"].local), "training changed nothing"
 
@@ -187,7 +189,9 @@ def test_tied_unit_norm_whitened_training_matches_one_rank(dtype):
     rtol = 1e-10 if dtype == "float64" else 1e-4  # float32: the accumulate's rank order, amplified by momentum
     np.testing.assert_allclose(losses(got), losses(want), rtol=rtol)
     ours, theirs = weights(trainer), weights(twin)
-    for name in theirs:
-        np.testing.assert_allclose(ours[name], theirs[name], rtol=rtol, atol=rtol * 1e-2, err_msg=name)
+    for name in theirs:  # atol: elements near 0 carry the rounding of their larger neighbours' sums
+        scale = float(np.abs(theirs[name]).max())
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=rtol, atol=rtol * 1e-2 * max(scale, 1.0) * 2,
+                                   err_msg=name)
         if name.startswith("param/"):
             assert np.allclose(np.linalg.norm(ours[name], axis=3), 1.0, atol=1e-5), name
