@@ -85,7 +85,7 @@ def worker(args: argparse.Namespace) -> dict | None:
     mine = range(*[sum(balanced_blocks(BATCH, ranks)[:r]) for r in (rank, rank + 1)])
     out = {}
     for name, size in SIZES.items():
-        config = parse_config({"model": {"input": [*size, 3], "stages": [{"k": 8, "maps": 2}]},
+        config = parse_config({"model": {"input": [*size, 3], "stages": [{"k": 8, "maps": 2, "pool": 2}]},
                                "data": {"source": "folder", "path": str(args.worker)}})
         comm.barrier(world)
         start = time.perf_counter()
