@@ -83,19 +83,19 @@ def split(comm: MPI.Comm, color: int, key: int) -> MPI.Comm:
     return comm.Split(int(color), int(key))
 
 
-def allreduce_array(comm: MPI.Comm, array: Any) -> None:
-    """Collective: replace ``array`` (C-contiguous, host or device) by its elementwise sum
-    over the ranks of ``comm``, in place. Device arrays are staged through host memory
-    unless MPI is CUDA-aware."""
+def allreduce_array(comm: MPI.Comm, array: Any, op: str = "sum") -> None:
+    """Collective: replace ``array`` (C-contiguous, host or device) by its elementwise
+    reduction with ``op`` ("sum", "max" or "min") over the ranks of ``comm``, in place. Device
+    arrays are staged through host memory unless MPI is CUDA-aware."""
     if not array.flags.c_contiguous:
         raise ValueError("allreduce_array needs a C-contiguous array")
     if backend.is_device_array(array) and not cuda_aware():
         host = backend.to_host(array)
-        comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
+        comm.Allreduce(MPI.IN_PLACE, host, op=_OPS[op])
         array[...] = backend.like(host, array)
         return
     backend.synchronize(array)
-    comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
+    comm.Allreduce(MPI.IN_PLACE, array, op=_OPS[op])
 
 
 def allgather(comm: MPI.Comm, obj: Any) -> list:

@@ -15,6 +15,12 @@ from typing import Sequence
 __all__ = ["main"]
 
 
+#: What a run directory's earlier run produced, all deleted by ``cots train --fresh``: training's
+#: outputs, the data index and `cots neurons`'s (report.html, report/, neurons.json).
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "loss.png", "config.toml", "data-index.npz", "data-index.npz.frames.npz",
+               "report.html", "report", "neurons.json")
+
+
 class UsageError(Exception):
     """Bad input found on every rank alike: reported once, exit status 2."""
 
@@ -45,36 +51,67 @@ def _info(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """Train a configuration (collective: run on every rank under mpiexec)."""
+    import os
     import shutil
+    import signal
     from pathlib import Path
 
     from distarray import comm
+    from distarray.checkpoint import CheckpointError
 
     from .config import load_config
-    from .build import INDEX_FILE
     from .data import DataError
+    from .training.checkpoints import checkpoint_path
+    from .training.guard import NonFiniteError
     from .training.trainer import Trainer
 
     try:
         config = load_config(args.config, args.set)
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    if args.resume and args.fresh:
+        raise UsageError("expected --resume (continue the run) or --fresh (delete it and start again), not both")
+    if args.until is not None and args.until < 1:
+        raise UsageError(f"expected --until STEP >= 1 (steps counted over all stages), got {args.until}")
     run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    root = comm.world().Get_rank() == 0
+    world = comm.world()
+    root = world.Get_rank() == 0
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file: expected a directory (or a path that does not exist yet)")
     old = sorted((run_dir / "checkpoints").glob("step-*")) if (run_dir / "checkpoints").is_dir() else []
     if old and not (args.resume or args.fresh):
         raise UsageError(f"{run_dir} already holds checkpoints ({old[-1].name}); pass --resume to continue "
                          f"that run, --fresh to delete its outputs and start again, or another --out")
-    comm.barrier(comm.world())  # every rank has looked before rank 0 deletes anything
-    if args.fresh and root:
-        for name in ("checkpoints", "metrics.jsonl", "loss.png", "config.toml", INDEX_FILE, INDEX_FILE + ".frames.npz"):
-            target = run_dir / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    comm.barrier(world)  # every rank has looked before rank 0 deletes anything
+    problem = None
+    if root:
+        try:
+            if args.fresh:
+                for name in RUN_OUTPUTS:
+                    target = run_dir / name
+                    shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            problem = f"cannot write to the run directory {run_dir}: {exc.strerror or exc}"
+    problem = comm.broadcast(world, problem)
+    if problem:
+        raise UsageError(problem)
     try:  # errors of configuration found while building (sizes, data, a checkpoint) arise on every rank
         trainer = Trainer(config, run_dir, progress=not args.quiet)
         step = trainer.resume() if args.resume else 0
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    except RuntimeError as exc:
+        if config.run.backend != "cupy":
+            raise
+        raise UsageError(f"{exc}: run.backend = \"cupy\" needs CuPy and a GPU on every rank "
+                         f"(pip install 'cots-hpc[gpu]'), or set run.backend = \"numpy\"") from None
+    if args.until is not None and args.until <= step:
+        raise UsageError(f"--until {args.until} is not after step {step}, where the run stands: nothing to run; "
+                         f"pass a later step")
     if args.resume and root:
         print(f"resuming {run_dir} at step {step}" if step else f"no checkpoint in {run_dir}: starting at step 0")
     if root:
@@ -84,8 +121,14 @@ def _train(args: argparse.Namespace) -> int:
               f"{trainer.replicas} replica(s) of grid {list(trainer.grid.dims)}; data: {trainer.dataset.describe()}")
     try:
         records = trainer.run(until=args.until)
-    except DataError as exc:  # an unreadable file: found by one rank, raised on every rank together
+    except (DataError, NonFiniteError, CheckpointError) as exc:  # raised on every rank together
         raise RunError(str(exc)) from None
+    if trainer.stopped_by:  # a signal: the step finished, a checkpoint written
+        if root:
+            print(f"cots train: stopped by {trainer.stopped_by} after step {trainer.step - 1}: checkpoint "
+                  f"{checkpoint_path(run_dir, trainer.step)} written; continue with the same command and --resume",
+                  file=sys.stderr, flush=True)
+        return 128 + int(getattr(signal, trainer.stopped_by))
     if root:
         done = "finished" if trainer.step >= trainer.total_steps else f"stopped at step {trainer.step}"
         last = f", last loss {records[-1]['loss']:.5g}" if records else ""

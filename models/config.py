@@ -149,6 +149,7 @@ class TrainConfig:
     log_every: int
     checkpoint_every: int
     keep_checkpoints: int
+    on_nonfinite: str
 
     @cached_property
     def lr_schedule(self) -> Schedule:
@@ -215,13 +216,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "mode": "greedy", "steps": 100, "batch": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
         "weight_decay": 0.0, "adagrad_eps": 1e-8, "schedule": "constant", "warmup": 0, "final_lr": 0.0,
         "decay_factor": 0.5, "decay_every": 1000, "log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 2,
+        "on_nonfinite": "stop",
     },
     "data": {"source": "bundled"},
     "run": {"grid": "auto", "replicas": 1, "backend": "numpy"},
 }
 
 _STAGE_KEYS = {"k", "maps", "pool", "lcn", "stride", "lambda", "eps", "tied", "norm"}
-_CHOICES = {("train", "mode"): ("greedy", "joint"), ("train", "optimizer"): OPTIMIZERS,
+_CHOICES = {("train", "mode"): ("greedy", "joint"), ("train", "on_nonfinite"): ("stop", "skip"), ("train", "optimizer"): OPTIMIZERS,
             ("train", "schedule"): Schedule.KINDS, ("model", "dtype"): ("float32", "float64"),
             ("run", "backend"): ("numpy", "cupy")}
 

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import distarray as da
 from distarray import comm
 from distarray.checkpoint import checkpoint_meta, checkpoint_names, load_checkpoint, save_checkpoint
@@ -35,6 +37,7 @@ from ..network import stage_of
 from ..optim import make_optimizer
 from .checkpoints import checkpoint_path, latest_checkpoint, prune_checkpoints, training_arrays
 from .feed import BatchFeed
+from .guard import NonFiniteError, SignalFlag, agree_step, nonfinite_stages
 from .metrics import MetricsLog, Progress, plot_loss, read_metrics
 
 __all__ = ["Trainer"]
@@ -86,6 +89,8 @@ class Trainer:
         self.schedule = train.lr_schedule
         self.progress = progress and self.is_root
         self.step = 0
+        self.signals = SignalFlag()  # installed while run() runs
+        self.stopped_by = ""  # the signal that stopped the last run(), "" when none did
 
     # -- one step ------------------------------------------------------------------------
     def stages_at(self, step: int) -> list[int]:
@@ -112,8 +117,9 @@ class Trainer:
         t_data = time.perf_counter() - start
         stages = self.stages_at(step)
         self.prepare(stages)
-        losses = self.network.forward(x, stages)
-        self.network.backward(stages)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is found and reported below, once
+            losses = self.network.forward(x, stages)
+            self.network.backward(stages)
         grads = self.network.gradients(stages)
         names = list(grads)
         t_reduce = 0.0
@@ -124,13 +130,16 @@ class Trainer:
                 grads[name].local *= 1.0 / self.replicas
             losses = self._replica_mean(losses)
             t_reduce = time.perf_counter() - t0
+        verdict = agree_step(self.world, self.signals.received, nonfinite_stages(losses, grads, stages), stages)
         lr = self.lr_at(step)
-        self.optimizer.step(grads, lr, names)
-        self.network.project(stages)
+        if not verdict.nonfinite:
+            self.optimizer.step(grads, lr, names)
+            self.network.project(stages)
         elapsed = time.perf_counter() - start
         t_comm = self.network.comm_seconds - comm_before + t_reduce
-        self.step = step + 1
-        return {
+        if not verdict.nonfinite or self.config.train.on_nonfinite == "skip":
+            self.step = step + 1  # a step that stops the run is not taken: the state stays that before it
+        record = {
             "step": step,
             "lr": lr,
             "loss": sum(l.total for l in losses.values()),
@@ -140,6 +149,12 @@ class Trainer:
             "seconds": {"step": elapsed, "data": t_data, "comm": t_comm,
                         "compute": max(0.0, elapsed - t_data - t_comm)},
         }
+        if verdict.nonfinite:
+            record["nonfinite_stages"] = list(verdict.nonfinite)
+            record["update"] = "skipped" if self.config.train.on_nonfinite == "skip" else "stopped"
+        if verdict.signal:
+            record["stop_signal"] = verdict.signal_name
+        return record
 
     def prepare(self, stages: list[int]) -> None:
         """Free the gradients and optimiser state of every stage not in ``stages`` (each step
@@ -152,6 +167,13 @@ class Trainer:
         """Collective: the objective's terms averaged over the replicas' shares of the batch."""
         sums = comm.exact_sums(self.peers, [v for l in losses.values() for v in (l.reconstruction, l.sparsity)])
         return {s: Losses(sums[2 * i] / self.replicas, sums[2 * i + 1] / self.replicas) for i, s in enumerate(losses)}
+
+    def _nonfinite(self, record: dict[str, Any]) -> NonFiniteError:
+        stages = ", ".join(map(str, record["nonfinite_stages"]))
+        return NonFiniteError(
+            f"step {record['step']}: the loss or a gradient of stage {stages} is not finite (loss {record['loss']:.4g}, "
+            f"lr {record['lr']:.4g}); stopped before updating: no checkpoint written, none removed, the step is "
+            f"in metrics.jsonl. Lower train.lr, or set train.on_nonfinite = \"skip\" to skip such steps")
 
     # -- checkpoints -------------------------------------------------------------------------
     def _arrays(self) -> dict[str, da.DistArray]:
@@ -180,19 +202,35 @@ class Trainer:
         (written at any number of ranks); returns the step to continue from. The optimiser
         state the checkpoint holds (the stages being trained when it was written) is
         allocated first."""
+        stored = checkpoint_meta(path, self.world)
+        written = parse_config(stored["config"])
+        if written.model != self.config.model:  # the same metadata on every rank: all raise together
+            raise ValueError(f"checkpoint {path} is of another model: saved [model] "
+                             f"{written.model}, configured {self.config.model}")
+        self._check_schedule(path, written.train)
         saved = [n[len("opt/"):] for n in checkpoint_names(path, self.grid.comm) if n.startswith("opt/")]
         slots = {f"{n}.{slot}" for n in self.optimizer.params for slot in self.optimizer.slots}
         self.optimizer.ensure_state(sorted({n.rsplit(".", 1)[0] for n in saved if n in slots}))
-        stored = checkpoint_meta(path, self.world)
-        saved = parse_config(stored["config"]).model
-        if saved != self.config.model:  # the same metadata on every rank: all raise together
-            raise ValueError(f"checkpoint {path} is of another model: saved [model] "
-                             f"{saved}, configured {self.config.model}")
         self.network.preprocess = preprocess_from_meta(self.config, stored)
         self.feed.drop()  # a batch prepared ahead used the preprocessing replaced here
         meta = load_checkpoint(path, self._arrays())
         self.step = int(meta["step"])
         return self.step
+
+    def _check_schedule(self, path: str | Path, written: Any) -> None:
+        """Refuse a resume whose training schedule would reinterpret the checkpoint: another
+        optimiser (its state would not match), another mode, or, in greedy mode, another
+        train.steps (the stage boundaries would move)."""
+        now = self.config.train
+        for key, what in (("optimizer", "its optimiser state is for"), ("mode", "it was written in")):
+            if getattr(written, key) != getattr(now, key):
+                raise ValueError(f"checkpoint {path}: {what} train.{key} = \"{getattr(written, key)}\", configured "
+                                 f"\"{getattr(now, key)}\"; resume with train.{key} = \"{getattr(written, key)}\", "
+                                 f"or start again with --fresh")
+        if now.mode == "greedy" and written.steps != now.steps:
+            raise ValueError(f"checkpoint {path}: written by a greedy run of train.steps = {written.steps} per stage, "
+                             f"configured {now.steps}: the stage boundaries would move; resume with train.steps = "
+                             f"{written.steps}, or start again with --fresh")
 
     def resume(self) -> int:
         """Collective: load the newest complete checkpoint of run_dir, if any; returns the step."""
@@ -214,20 +252,28 @@ class Trainer:
         comm.barrier(self.world)
         bar = Progress(self.total_steps, self.step, self.progress)
         records = []
+        self.stopped_by = ""
         try:
-            while self.step < stop:
-                record = self.train_step(self.step, self.step + 1 if self.step + 1 < stop else None)
-                records.append(record)
-                bar.update(record["loss"], record["samples_per_s"], ",".join(record["stages"]))
-                if record["step"] % train.log_every == 0 or self.step == stop:  # the same steps on every rank
-                    skipped = self.feed.skipped()  # collective
-                    if skipped:
-                        record["skipped_files"] = len(skipped)
-                    if log is not None:
-                        log.write(record)
-                every = train.checkpoint_every
-                if every and self.step % every == 0 and self.step < stop:
-                    self.save()
+            with self.signals:
+                while self.step < stop:
+                    record = self.train_step(self.step, self.step + 1 if self.step + 1 < stop else None)
+                    records.append(record)
+                    bar.update(record["loss"], record["samples_per_s"], ",".join(record["stages"]))
+                    last = self.step == stop or "nonfinite_stages" in record or "stop_signal" in record
+                    if record["step"] % train.log_every == 0 or last:  # the same steps on every rank
+                        skipped = self.feed.skipped()  # collective
+                        if skipped:
+                            record["skipped_files"] = len(skipped)
+                        if log is not None:
+                            log.write(record)
+                    if record.get("update") == "stopped":
+                        raise self._nonfinite(record)
+                    if "stop_signal" in record:
+                        self.stopped_by = record["stop_signal"]
+                        break
+                    every = train.checkpoint_every
+                    if every and self.step % every == 0 and self.step < stop:
+                        self.save()
         finally:
             self.feed.drop()
             bar.close()
