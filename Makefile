@@ -29,6 +29,9 @@ test-mpi: venv
 	  $(MPIRUN) -n $$n $(BIN)/python -m mpi4py -m pytest --with-mpi -m mpi -q tests \
 	    || { echo "MPI tests failed or timed out at $$n ranks"; exit 1; }; \
 	done
+	@echo "== distarray MPI tests through MPICH's network path (MPIR_CVAR_NOLOCAL=1: no shared memory) at 2 ranks"
+	MPIR_CVAR_NOLOCAL=1 $(MPIRUN) -n 2 $(BIN)/python -m mpi4py -m pytest --with-mpi -m mpi -q tests/distarray \
+	  || { echo "MPI tests failed or timed out through the network path"; exit 1; }
 
 demo: venv
 	$(MPIRUN) -n 2 $(BIN)/cots train configs/demo.toml --out runs/demo --fresh

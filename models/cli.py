@@ -176,6 +176,11 @@ def _plan(args: argparse.Namespace) -> int:
             return 0
     if args.config is None or args.ranks is None:
         raise UsageError("expected a configuration and --ranks N (or --calibrate alone)")
+    sizes = {"--ranks": args.ranks, "--gpu-mem": args.gpu_mem, "--batch": args.batch, "--gemm-gflops": args.gemm_gflops,
+             "--mem-gbps": args.mem_gbps, "--net-gbps": args.net_gbps, "--latency-us": args.latency_us}
+    for flag, value in sizes.items():
+        if value is not None and not value > 0:
+            raise UsageError(f"expected {flag} > 0, got {value:g}")
     try:
         config = load_config(args.config, args.set)
         flags = [args.gemm_gflops, args.mem_gbps, args.net_gbps, args.latency_us]
@@ -186,12 +191,16 @@ def _plan(args: argparse.Namespace) -> int:
             raise ValueError("expected all of --gemm-gflops, --mem-gbps, --net-gbps and --latency-us, or none")
         else:
             rates = Rates.load(profile) if profile.is_file() else None
-        grid = None if args.grid is None else [int(n) for n in args.grid.lower().split("x")]
+        try:
+            grid = None if args.grid is None else [int(n) for n in args.grid.lower().split("x")]
+        except ValueError:
+            raise ValueError(f"expected --grid AxB (for example 2x4), got {args.grid!r}") from None
         plan = plan_network(config, args.ranks, grid, args.batch, args.gpu_mem, rates)
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    status = 1 if plan.fits is False else 0  # the same on every rank
     if not root:
-        return 0
+        return status
     print(f"cots plan {args.config}:")
     print(format_plan(plan, rates))
     if rates is None:
@@ -205,7 +214,7 @@ def _plan(args: argparse.Namespace) -> int:
         out = plan.as_dict() | {"config": str(args.config), "rates": None if rates is None else vars(rates)}
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
         print(f"plan written to {args.json}")
-    return 0
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ first-layer filters and the loss curve. Rank 0 draws and writes.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from .invariance import invariance_curves
 from .orientation import filter_measures
 from .neurons import (LabelledImages, Selectivity, bundled_labelled, evaluate, folder_labelled, guess_selectivity,
                       load_trained, neuron_rows)
+from .selectivity import wilson_interval
 from .stimulus import Stimulus, neuron_values_and_gradient, optimal_stimulus
 
 __all__ = ["Analysis", "analyse_run", "POOL_STEP", "MAX_RANDOM_FILTERS", "MAX_MEASURED_FILTERS"]
@@ -204,6 +206,24 @@ def _reconstructions(network: Network, images: np.ndarray) -> np.ndarray:
     return np.stack([np.moveaxis(a.allgather(), -1, 0) for a in (x, xhat)])
 
 
+WIDE_INTERVAL = 0.10  # warn when a 75 % held-out score's 95 % interval reaches this far either side
+
+
+def _check_labelled(positives: int, negatives: int) -> str | None:
+    """The protocol selects on one half of the labelled images and scores on the other: refuse
+    fewer than 2 of a class; a warning (else None) when the held-out score's interval is wide."""
+    if positives < 2 or negatives < 2:
+        raise ValueError(f"the protocol selects a neuron on one half of the labelled images and scores it on the "
+                         f"other: expected at least 2 positives and 2 negatives, got {positives} and {negatives}")
+    total = positives + negatives
+    low, high = wilson_interval(round(0.75 * total), total)
+    if (high - low) / 2 <= WIDE_INTERVAL:
+        return None
+    return (f"cots neurons: warning: only {total} labelled images ({positives} positives, {negatives} negatives): "
+            f"a held-out score near 75% would have a 95% interval of {100 * low:.0f}% to {100 * high:.0f}% "
+            f"(about +-{50 * (high - low):.0f} points); bring more images for a sharper answer")
+
+
 def analyse_run(run: str | Path, out: str | Path | None = None, positives: str | Path | None = None,
                 negatives: str | Path | None = None, stage: int | None = None, layer: str | None = None,
                 checkpoint: str | Path | None = None, best: int = 4, pool: int = 1000, stimulus_steps: int = 200,
@@ -257,6 +277,9 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
     if best < 1:
         raise ValueError(f"expected best >= 1, got {best}")
     labelled = _labelled_for(config, positives, negatives)
+    warning = _check_labelled(labelled.positives, labelled.negatives)
+    if warning and root:  # printed even with --quiet
+        print(warning, file=sys.stderr, flush=True)
     extra, extra_faces = _pool(config, pool)
     say(f"cots neurons: {meta['path']} (step {meta['step']}), stage {stage} {layer}: {int(np.prod(shape)):,} neurons "
         f"{shape} over {world.Get_size()} rank(s); {labelled.positives} positives, {labelled.negatives} negatives, "

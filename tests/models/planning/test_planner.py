@@ -135,7 +135,7 @@ def test_cli_plan_json_and_suggestion(tmp_path):
     out = tmp_path / "plan.json"
     done = cots_plan("configs/le2012.toml", "--ranks", "2", "--gpu-mem", "4", "--gemm-gflops", "50",
                      "--mem-gbps", "20", "--net-gbps", "5", "--latency-us", "2", "--json", str(out))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # does not fit: a script can test the status
     assert "DOES NOT FIT" in done.stdout and "does not fit: " in done.stdout and "predicted step" in done.stdout
     saved = json.loads(out.read_text())
     assert saved["total_params"] == 2 * 1_144_863_072 and saved["fits"] is False
@@ -164,6 +164,10 @@ def test_cli_calibrate_then_plan(tmp_path):
     (["configs/demo.toml", "--ranks", "2", "--grid", "3x1"], "with 2 ranks, got [3, 1]"),
     (["configs/demo.toml", "--ranks", "2", "--gemm-gflops", "5"], "expected all of --gemm-gflops"),
     (["--calibrate", "--calibrate-mib", "0"], "expected --calibrate-mib > 0, got 0"),
+    (["configs/le2012.toml", "--ranks", "2", "--gpu-mem", "-1"], "expected --gpu-mem > 0, got -1"),
+    (["configs/le2012.toml", "--ranks", "0"], "expected --ranks > 0, got 0"),
+    (["configs/demo.toml", "--ranks", "2", "--batch", "0"], "expected --batch > 0, got 0"),
+    (["configs/demo.toml", "--ranks", "2", "--grid", "twobyone"], "expected --grid AxB (for example 2x4), got 'twobyone'"),
 ])
 def test_cli_bad_input(args, message):
     done = cots_plan(*args)
