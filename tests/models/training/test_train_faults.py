@@ -211,3 +211,18 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_older_checkpoint(tm
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]  # the partial save removed
     after = weights(run, "step-00000002")
     assert all(np.array_equal(before[n], after[n]) for n in before)
+
+
+def test_a_full_disk_on_one_rank_at_2_ranks_is_one_line_relayed(tmp_path):
+    config, run = write_config(tmp_path, 4, every=2), tmp_path / "run"
+    assert train(config, run, "--until", "2").returncode == 0
+    job = [str(BIN / "mpiexec"), "-n", "2", sys.executable,  # as the cots script runs: not under -m mpi4py
+           str(ROOT / "tests" / "models" / "training" / "full_disk_job.py"), "1",
+           str(config), "--out", str(run), "--quiet", "--resume"]
+    done = subprocess.run(job, capture_output=True, text=True, timeout=300, env=ENV, cwd=ROOT)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = errors(done)
+    assert len(lines) == 1 and lines[0].startswith("cots train: error: ") and "No space left on device" in lines[0], lines
+    assert "rank 1" in lines[0]  # the failing rank's message, relayed by rank 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
+    assert weights(run, "step-00000002")
