@@ -172,3 +172,11 @@ def test_cli_calibrate_then_plan(tmp_path):
 def test_cli_bad_input(args, message):
     done = cots_plan(*args)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_cli_bad_input_under_mpiexec_is_one_line_from_rank_0():
+    done = subprocess.run([str(BIN / "mpiexec"), "-n", "2", str(BIN / "cots"), "plan", "configs/le2012.toml",
+                           "--ranks", "2", "--gpu-mem", "-1"], capture_output=True, text=True, timeout=120,
+                          env=ENV, cwd=ROOT)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and lines == ["cots plan: error: expected --gpu-mem > 0, got -1"], done.stderr
