@@ -46,6 +46,8 @@ bench: venv
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_layers.py --threads 1
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_train.py
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_learning.py
+	$(ONE_THREAD) $(BIN)/python benchmarks/bench_data.py
+	$(ONE_THREAD) $(BIN)/python benchmarks/bench_rank_invariance.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

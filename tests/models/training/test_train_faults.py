@@ -154,6 +154,8 @@ def test_usage_errors_are_one_line_with_status_2(tmp_path):
         lines = errors(done)
         assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("cots train: error: "), (message, lines)
         assert message in lines[0], (message, lines)
+    assert sorted(p.name for p in (tmp_path / "done" / "checkpoints").iterdir()) == ["step-00000004"]
+    assert weights(tmp_path / "done", "step-00000004")  # the refused resume left the run's checkpoint loadable
 
 
 def test_fresh_clears_the_earlier_run_and_nothing_else(tmp_path):
