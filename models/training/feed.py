@@ -115,7 +115,9 @@ class BatchFeed:
     def skipped(self) -> list[str]:
         """Collective: every file the ranks have skipped as unreadable so far (sorted; empty
         for sources that skip nothing). Each rank sends only the names it has not sent before."""
-        found = getattr(self.dataset, "skipped", set())
+        found = getattr(self.dataset, "skipped", None)
+        if found is None:  # a source that never skips: the same on every rank, no message needed
+            return []
         new = sorted(found - self._reported)
         self._reported.update(new)
         for names in comm.allgather(self.line.comm, new):
