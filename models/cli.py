@@ -69,6 +69,10 @@ def _train(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.set)
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    if args.print_config:
+        if comm.world().Get_rank() == 0:
+            print(config.to_toml(), end="")
+        return 0
     if args.resume and args.fresh:
         raise UsageError("expected --resume (continue the run) or --fresh (delete it and start again), not both")
     if args.until is not None and args.until < 1:
@@ -232,11 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train a configuration; run as `mpiexec -n N cots train CONFIG.toml`.")
     train.add_argument("config", help="the TOML configuration (see configs/ and docs/training.md)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a key, e.g. --set train.lr=0.02 --set model.stages.0.maps=4")
+                       help="override a key, e.g. --set train.lr=0.02 --set model.stages.0.maps=4; an inline "
+                            "table replaces a whole table: --set 'data={source=\"folder\", path=\"frames/\"}'")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the effective configuration (TOML, every default filled in) and exit")
     train.add_argument("--out", help="run directory (default runs/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
     train.add_argument("--fresh", action="store_true",
-                       help="delete the run directory's checkpoints, metrics and loss curve first")
+                       help="delete what the run directory's earlier run left (checkpoints, metrics, report...) first")
     train.add_argument("--until", type=int, metavar="STEP",
                        help="stop after this step with a checkpoint (for time-limited allocations)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

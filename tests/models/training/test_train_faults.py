@@ -225,3 +225,16 @@ def test_a_full_disk_on_one_rank_at_2_ranks_is_one_line_relayed(tmp_path):
     assert "rank 1" in lines[0]  # the failing rank's message, relayed by rank 0
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
     assert weights(run, "step-00000002")
+
+
+def test_print_config_and_an_inline_table_replacing_data(tmp_path):
+    done = subprocess.run([str(BIN / "cots"), "train", "configs/demo.toml", "--print-config", "--out", str(tmp_path / "run"),
+                           "--set",
+                           'data={source="folder", path="frames/", on_error="skip"}'],
+                          capture_output=True, text=True, timeout=120, env=ENV, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "printed.toml").write_text(done.stdout)
+    printed = load_config(tmp_path / "printed.toml")
+    assert printed.data.source == "folder" and dict(printed.data.options) == {"path": "frames/", "on_error": "skip"}
+    assert printed.model == load_config(ROOT / "configs" / "demo.toml").model
+    assert not (tmp_path / "run").exists()  # nothing was trained or written
