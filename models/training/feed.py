@@ -118,7 +118,7 @@ class BatchFeed:
         found = getattr(self.dataset, "skipped", None)
         if found is None:  # a source that never skips: the same on every rank, no message needed
             return []
-        new = sorted(found - self._reported)
+        new = sorted(found.copy() - self._reported)  # copy(): atomic, while the prefetch thread may add
         self._reported.update(new)
         for names in comm.allgather(self.line.comm, new):
             self._known.update(names)
