@@ -77,7 +77,7 @@ def worker(args: argparse.Namespace) -> dict | None:
     """Collective (2 ranks): build the folder source as the trainer does, time the draws."""
     from distarray import comm
     from distarray.layout import balanced_blocks
-    from models.build import build_dataset
+    from models.build import INDEX_FILE, build_dataset
     from models.config import parse_config
 
     world = comm.world()
@@ -103,7 +103,9 @@ def worker(args: argparse.Namespace) -> dict | None:
                      "samples_per_s": BATCH * args.batches / elapsed, "images": len(source),
                      "index_bytes": source.index.nbytes}
     rss = comm.allgather(world, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # MiB (Linux: KiB)
-    return {"ranks": ranks, "peak_rss_mib": rss, "sizes": out} if rank == 0 else None
+    if rank != 0:
+        return None
+    return {"ranks": ranks, "peak_rss_mib": rss, "sizes": out, "index_file_bytes": (args.run_dir / INDEX_FILE).stat().st_size}
 
 
 def launch(args: argparse.Namespace, folder: Path, run_dir: Path) -> dict:
@@ -140,7 +142,7 @@ def main(args: argparse.Namespace) -> None:
             fresh = launch(args, folders[n], run_dir)
             cached = launch(args, folders[n], run_dir)
             rows[str(n)] = {**fresh, "first_batch_cached_s": {k: v["first_batch_s"] for k, v in cached["sizes"].items()},
-                            "index_file_bytes": (run_dir / "data-index.npz").stat().st_size}
+                            "index_file_bytes": fresh["index_file_bytes"]}
             print(f"{n:>7} images: peak RSS {max(fresh['peak_rss_mib']):.0f} MiB per rank, index "
                   f"{fresh['sizes']['demo_32x32x3']['index_bytes'] / 2**20:.2f} MiB; first batch "
                   f"{max(fresh['sizes']['demo_32x32x3']['first_batch_s']):.2f} s "

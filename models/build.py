@@ -16,10 +16,11 @@ from distarray import comm
 
 from .config import Config
 from .data import ImageSource, make_dataset
+from .data.video import FRAMES_SUFFIX
 from .network import Network
 from .preprocess import LocalContrast, Preprocess, estimate_whitening
 
-__all__ = ["INDEX_FILE", "Placement", "WHITEN_IMAGES", "WHITEN_STEP", "build_dataset", "build_network", "build_preprocess",
+__all__ = ["INDEX_FILE", "INDEX_FILES", "Placement", "WHITEN_IMAGES", "WHITEN_STEP", "build_dataset", "build_network", "build_preprocess",
            "grid_dims", "place", "preprocess_from_meta"]
 
 WHITEN_STEP = 2**41  # the whitening is estimated on the data source's batch at this step (never trained on)
@@ -86,6 +87,7 @@ def build_network(config: Config, grid: da.ProcessGrid) -> Network:
 
 
 INDEX_FILE = "data-index.npz"  # a folder or video source's listing, cached in the run directory
+INDEX_FILES = (INDEX_FILE, INDEX_FILE + FRAMES_SUFFIX)  # ... and a video source's frame table beside it
 
 
 def build_dataset(config: Config, world: Any = None, run_dir: str | Path | None = None) -> ImageSource:

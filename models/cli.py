@@ -15,10 +15,16 @@ from typing import Sequence
 __all__ = ["main"]
 
 
-#: What a run directory's earlier run produced, all deleted by ``cots train --fresh``: training's
-#: outputs, the data index and `cots neurons`'s (report.html, report/, neurons.json).
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "loss.png", "config.toml", "data-index.npz", "data-index.npz.frames.npz",
-               "report.html", "report", "neurons.json")
+#: What a run directory's earlier run produced besides the data index (:func:`run_outputs`).
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "loss.png", "config.toml", "report.html", "report", "neurons.json")
+
+
+def run_outputs() -> tuple[str, ...]:
+    """Everything ``cots train --fresh`` deletes: training's outputs, `cots neurons`'s
+    (report.html, report/, neurons.json) and the data index (:data:`models.build.INDEX_FILES`)."""
+    from .build import INDEX_FILES
+
+    return RUN_OUTPUTS + INDEX_FILES
 
 
 class UsageError(Exception):
@@ -91,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
     if root:
         try:
             if args.fresh:
-                for name in RUN_OUTPUTS:
+                for name in run_outputs():
                     target = run_dir / name
                     shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -187,23 +187,24 @@ class ImageSource(ABC):
         starts at n * 2**128, so every sample has a stream of 2**128 draws of its own, and a
         sample's stream is found without drawing the ones before it.
         """
+        key, counter = self._philox_words(step, n)
+        return np.random.Generator(np.random.Philox(key=key, counter=counter))
+
+    def _philox_words(self, step: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(key, counter) of sample ``n`` of batch ``step``'s Philox stream."""
         if step < 0 or n < 0:
             raise ValueError(f"expected step >= 0 and sample index >= 0, got step {step} and index {n}")
-        return np.random.Generator(np.random.Philox(key=np.array([self.seed, step], np.uint64),
-                                                    counter=np.array([0, 0, n, 0], np.uint64)))
+        return np.array([self.seed, step], np.uint64), np.array([0, 0, n, 0], np.uint64)
 
     def _reused_rng(self, step: int, n: int) -> np.random.Generator:
         """:meth:`sample_rng`'s generator, the same stream, but this thread's one generator set
         to it (several times cheaper than a new one; valid until this thread's next call)."""
-        if step < 0 or n < 0:
-            raise ValueError(f"expected step >= 0 and sample index >= 0, got step {step} and index {n}")
+        key, counter = self._philox_words(step, n)
         rng = getattr(_THREAD, "rng", None)
         if rng is None:
             rng = _THREAD.rng = np.random.Generator(np.random.Philox(0))
-        rng.bit_generator.state = {
-            "bit_generator": "Philox", "buffer": np.zeros(4, np.uint64), "buffer_pos": 4, "has_uint32": 0,
-            "uinteger": 0, "state": {"counter": np.array([0, 0, n, 0], np.uint64),
-                                     "key": np.array([self.seed, step], np.uint64)}}
+        rng.bit_generator.state = {"bit_generator": "Philox", "buffer": np.zeros(4, np.uint64), "buffer_pos": 4,
+                                   "has_uint32": 0, "uinteger": 0, "state": {"counter": counter, "key": key}}
         return rng
 
     @abstractmethod

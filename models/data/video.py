@@ -27,7 +27,9 @@ from .folder import StreamingSource
 from .index import FileIndex
 from .readers import resize_shorter
 
-__all__ = ["VIDEO_SUFFIXES", "VideoFrames", "frame_table"]
+__all__ = ["FRAMES_SUFFIX", "VIDEO_SUFFIXES", "VideoFrames", "frame_table"]
+
+FRAMES_SUFFIX = ".frames.npz"  # the frame table is cached at <file index cache> + this
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv")
 
@@ -140,7 +142,7 @@ class VideoFrames(StreamingSource):
         self.index = index if index is not None else FileIndex.cached(self.root, VIDEO_SUFFIXES, cache)
         if not len(self.index):
             raise ValueError(f"no videos under {self.root}: looked for {', '.join(VIDEO_SUFFIXES)} files (any case)")
-        table_cache = None if cache is None else Path(str(cache) + ".frames.npz")
+        table_cache = None if cache is None else Path(str(cache) + FRAMES_SUFFIX)
         if table is None:
             table = _cached_frame_table(self.index, on_error, table_cache)
         self.pts, self.offsets, bad = table

@@ -18,7 +18,6 @@ is held ahead. Only the main thread calls MPI.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
@@ -130,7 +129,3 @@ class BatchFeed:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-    def describe(self) -> dict[str, Any]:
-        """What this rank draws (for logs and tests)."""
-        return {"samples": [self.indices.start, self.indices.stop], "prefetch": self._pool is not None}

@@ -26,6 +26,8 @@ import numpy as np
 
 from distarray import comm
 
+from ..network import stage_of
+
 __all__ = ["NonFiniteError", "STOP_SIGNALS", "SignalFlag", "StepVerdict", "agree_step", "nonfinite_stages"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -80,7 +82,7 @@ def nonfinite_stages(losses: Mapping[int, Any], grads: Mapping[str, Any], stages
     """This rank's stages (of ``stages``) with a non-finite loss term or gradient block (local)."""
     bad = {s for s, l in losses.items() if not (math.isfinite(l.reconstruction) and math.isfinite(l.sparsity))}
     for name, g in grads.items():
-        stage = int(name.split(".", 1)[0][len("stage"):])
+        stage = stage_of(name)
         if stage not in bad and g.local.size and not math.isfinite(float(g.local.sum())):
             bad.add(stage)
     return sorted(s for s in bad if s in stages)

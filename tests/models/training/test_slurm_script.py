@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
+from .cli_env import BIN, ROOT
+
 SCRIPT = ROOT / "examples" / "slurm_train.sh"
 
 CONFIG = """

@@ -5,9 +5,7 @@ a truncated shard is refused; bad configurations exit with status 2 and one mess
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +15,8 @@ from distarray import comm
 from models.config import load_config
 from models.training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from .cli_env import BIN, ENV, ROOT
+
 
 TINY = """
 [model]

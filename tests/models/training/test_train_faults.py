@@ -7,7 +7,6 @@ of an uninterrupted run bit for bit."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,9 +20,8 @@ from distarray import comm
 from models.config import load_config
 from models.training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[3]
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from .cli_env import BIN, ENV, ROOT
+
 
 CONFIG = """
 [model]
@@ -159,10 +157,10 @@ def test_usage_errors_are_one_line_with_status_2(tmp_path):
 
 
 def test_fresh_clears_the_earlier_run_and_nothing_else(tmp_path):
-    from models.build import INDEX_FILE
-    from models.cli import RUN_OUTPUTS
+    from models.build import INDEX_FILES
+    from models.cli import run_outputs
 
-    assert INDEX_FILE in RUN_OUTPUTS
+    assert set(INDEX_FILES) <= set(run_outputs())
     config, run = write_config(tmp_path, 3), tmp_path / "run"
     assert train(config, run).returncode == 0
     for name in ("report.html", "neurons.json", "report/filters.png", "notes.txt"):
