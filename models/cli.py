@@ -4,6 +4,7 @@
     mpiexec -n 2 cots train configs/demo.toml --out runs/demo
     mpiexec -n 2 cots neurons runs/demo
     cots plan configs/le2012.toml --ranks 2 --gpu-mem 12
+    cots export runs/demo --format safetensors
 """
 
 from __future__ import annotations
@@ -160,6 +161,38 @@ def _neurons(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Write a run's parameters as npz or safetensors (rank 0 alone reads and writes)."""
+    from pathlib import Path
+
+    from distarray import comm
+    from distarray.checkpoint import CheckpointError
+
+    from .export import export_checkpoint
+    from .training.checkpoints import latest_checkpoint
+
+    world = comm.world()
+    run_dir = Path(args.run_dir)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(run_dir)
+    out = Path(args.out) if args.out else run_dir / f"parameters.{args.format}"
+    if checkpoint is None:
+        raise UsageError(f"expected a run directory with checkpoints/, got {run_dir} (no complete checkpoint)")
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"expected --out to be a file in an existing folder, got {out}")
+    error = None
+    if world.Get_rank() == 0:
+        log = (lambda line: None) if args.quiet else print
+        log(f"cots export: {checkpoint} -> {out} ({args.format})")
+        try:
+            export_checkpoint(checkpoint, out, args.format, log=log)
+        except (CheckpointError, OSError, ValueError) as exc:
+            error = str(exc)
+    error = comm.broadcast(world, error)
+    if error is not None:
+        raise RunError(error)
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     """Plan a configuration on N ranks from shapes alone; or measure this machine (collective)."""
     import json
@@ -227,6 +260,12 @@ def _plan(args: argparse.Namespace) -> int:
     return status
 
 
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN and --checkpoint, as the commands that read a trained run take them."""
+    parser.add_argument("run_dir", metavar="RUN", help="a training run directory (with checkpoints/)")
+    parser.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (default: the run's newest)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cots``."""
     from distarray import __version__
@@ -258,14 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
         "neurons", help="find a run's face-selective neurons and write report.html (under mpiexec)",
         description="Score every neuron of a layer on labelled images with honest selection, compare with "
                     "baselines, draw the best neurons and write RUN/report.html (docs/analysis.md).")
-    neurons.add_argument("run_dir", metavar="RUN", help="a training run directory (with checkpoints/)")
+    _run_arguments(neurons)
     neurons.add_argument("--positives", metavar="DIR", help="folder of positive images (default: bundled held-out faces)")
     neurons.add_argument("--negatives", metavar="DIR", help="folder of negative images (with --positives)")
     neurons.add_argument("--out", metavar="DIR", help="where report.html, report/ and neurons.json go (default: RUN)")
     neurons.add_argument("--stage", type=int, help="stage of the layer to analyse (default: the top stage)")
     neurons.add_argument("--layer", choices=("filter", "pool", "norm"),
                          help="layer of that stage (default: its last, norm with LCN)")
-    neurons.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (default: the run's newest)")
     neurons.add_argument("--best", type=int, default=4, help="how many of the best neurons to draw (default 4)")
     neurons.add_argument("--pool", type=int, default=1000,
                          help="unlabelled samples of the run's data added for the top-images figures (default 1000)")
@@ -273,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("--seed", type=int, default=0, help="split, random filters and stimulus starts (default 0)")
     neurons.add_argument("--quiet", action="store_true", help="print only errors")
     neurons.set_defaults(run=_neurons)
+    export = sub.add_parser(
+        "export", help="write a run's parameters as global arrays to npz or safetensors",
+        description="Stream a checkpoint's parameters, array by array, into one file NumPy, PyTorch or JAX "
+                    "read (docs/training.md#exporting-parameters). One process does the work.")
+    _run_arguments(export)
+    export.add_argument("--format", choices=("npz", "safetensors"), default="npz", help="file format (default npz)")
+    export.add_argument("--out", metavar="FILE", help="the file to write (default RUN/parameters.FORMAT)")
+    export.add_argument("--quiet", action="store_true", help="print only errors")
+    export.set_defaults(run=_export)
     plan = sub.add_parser(
         "plan", help="memory, traffic, FLOPs and step time of a configuration on N ranks, from shapes alone",
         description="Plan a configuration on N ranks without allocating it (docs/scaling.md); "
