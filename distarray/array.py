@@ -6,9 +6,11 @@ import operator
 from numbers import Integral
 from typing import Any, Sequence
 
+import numpy as np
+
 from . import backend
 from . import comm as _comm
-from . import reductions
+from . import numpy_api, reductions
 from .box import Box
 from .exchange import AccumulatePlan, FetchPlan
 from .grid import ProcessGrid
@@ -39,11 +41,17 @@ def halo_box(layout: Layout, rank: int, widths: "int | Sequence") -> Box:
     return layout.box(rank).expand(pairs)
 
 
-class DistArray:
+class DistArray(np.lib.mixins.NDArrayOperatorsMixin):
     """A global array cut into blocks over a :class:`ProcessGrid`; this rank holds one block.
 
     Build one with the constructors (:func:`~distarray.zeros`, :func:`~distarray.from_global`,
     :func:`~distarray.uniform`, ...) rather than directly.
+
+    NumPy works on it where no gather is needed (:mod:`distarray.numpy_api`): ufuncs and
+    arithmetic between arrays of one layout and with scalars (``x + y``, ``x *= 2``,
+    ``np.exp(x)``), whole-array reductions (``np.sum(x)``, ``np.linalg.norm(x)``,
+    ``np.vdot(x, y)``, collective), unit-step slices (``x[2:5, :]``, a copy); anything else
+    (``np.asarray(x)``, ``np.sum(x, axis=0)``, ``x[3]``) raises TypeError saying what to do.
 
     Parameters
     ----------
@@ -94,7 +102,35 @@ class DistArray:
         return backend.backend_name(self.local)
 
     def __repr__(self) -> str:
-        return f"DistArray({self.layout.describe()}, rank={self.grid.rank}, backend={self.backend})"
+        lay = self.layout
+        held = ", ".join(f"{lo}:{hi}" for lo, hi in zip(self.box.lo, self.box.hi))
+        return (f"DistArray(shape={lay.shape}, dtype={lay.dtype}, grid={lay.grid_shape}, split={lay.split}, "
+                f"backend={self.backend}; rank {self.grid.rank} of {self.grid.size} holds [{held}])")
+
+    # -- NumPy (distarray.numpy_api) -------------------------------------------------------------
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return numpy_api.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        return numpy_api.array_function(func, args, kwargs)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        raise TypeError(f"converting a DistArray of shape {self.shape} to a NumPy array would gather it: "
+                        f"{numpy_api.GATHER_HINT}")
+
+    def __getitem__(self, key: Any) -> "DistArray":
+        return numpy_api.getitem(self, key)
+
+    def __iter__(self) -> Any:
+        raise TypeError(f"iterating over a DistArray would gather it: {numpy_api.GATHER_HINT}")
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d DistArray")
+        return self.shape[0]
+
+    def __bool__(self) -> bool:
+        raise TypeError("the truth value of a DistArray is ambiguous: use np.any(x) or np.all(x) (collective)")
 
     # -- plans -----------------------------------------------------------------------------
     def fetch_plan(self, box: "Box | Sequence") -> FetchPlan:
