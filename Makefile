@@ -38,7 +38,7 @@ test-mpi: venv
 demo: venv
 	$(MPIRUN) -n 2 $(BIN)/cots train configs/demo.toml --out runs/demo --fresh
 	$(MPIRUN) -n 2 $(BIN)/cots neurons runs/demo
-	@echo "demo outputs in runs/demo/: metrics.jsonl, config.toml, loss.png, checkpoints/, neurons.json, report/"
+	@echo "demo outputs in runs/demo/: metrics.jsonl, train.log, config.toml, loss.png, curves.png, checkpoints/, neurons.json, report.html"
 	@echo "the report: $(CURDIR)/runs/demo/report.html"
 
 bench: venv

@@ -17,7 +17,8 @@ __all__ = ["main"]
 
 
 #: What a run directory's earlier run produced besides the data index (:func:`run_outputs`).
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "loss.png", "config.toml", "report.html", "report", "neurons.json")
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "loss.png", "curves.png", "train.log", "config.toml", "report.html",
+               "report", "neurons.json")
 
 
 def run_outputs() -> tuple[str, ...]:
@@ -68,6 +69,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .data import DataError
+    from .logs import add_file, logger
     from .training.checkpoints import checkpoint_path
     from .training.guard import NonFiniteError
     from .training.trainer import Trainer
@@ -123,11 +125,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.until is not None and args.until <= step:
         raise UsageError(f"--until {args.until} is not after step {step}, where the run stands: nothing to run; "
                          f"pass a later step")
-    if args.resume and root:
-        print(f"resuming {run_dir} at step {step}" if step else f"no checkpoint in {run_dir}: starting at step 0")
+    if root:
+        add_file(run_dir / "train.log", args.log_level, 0, world.Get_size())
+    log = logger("train")
+    if args.resume:
+        log.info(f"resuming {run_dir} at step {step}" if step else f"no checkpoint in {run_dir}: starting at step 0")
     if root:
         counts = trainer.network.parameter_count()
-        print(f"cots train: {len(trainer.network)} stage(s), {counts['encoder']:,} encoder + "
+        log.info(f"cots train: {len(trainer.network)} stage(s), {counts['encoder']:,} encoder + "
               f"{counts['decoder']:,} decoder weights; {comm.world().Get_size()} rank(s) as "
               f"{trainer.replicas} replica(s) of grid {list(trainer.grid.dims)}; data: {trainer.dataset.describe()}")
     try:
@@ -136,26 +141,29 @@ def _train(args: argparse.Namespace) -> int:
         raise RunError(str(exc)) from None
     if trainer.stopped_by:  # a signal: the step finished, a checkpoint written
         if root:
-            print(f"cots train: stopped by {trainer.stopped_by} after step {trainer.step - 1}: checkpoint "
-                  f"{checkpoint_path(run_dir, trainer.step)} written; continue with the same command and --resume",
-                  file=sys.stderr, flush=True)
+            log.warning(f"cots train: stopped by {trainer.stopped_by} after step {trainer.step - 1}: checkpoint "
+                        f"{checkpoint_path(run_dir, trainer.step)} written; continue with the same command and "
+                        f"--resume")
         return 128 + int(getattr(signal, trainer.stopped_by))
     if root:
         done = "finished" if trainer.step >= trainer.total_steps else f"stopped at step {trainer.step}"
         last = f", last loss {records[-1]['loss']:.5g}" if records else ""
-        print(f"{done}{last}. Outputs in {run_dir}/: config.toml, metrics.jsonl, checkpoints/"
-              + (", loss.png" if trainer.step >= trainer.total_steps else ""))
+        made = [n for n in ("config.toml", "metrics.jsonl", "train.log", "loss.png", "curves.png", "tensorboard")
+                if (run_dir / n).exists()]
+        log.info(f"{done}{last}. Outputs in {run_dir}/: {', '.join(made)}, checkpoints/")
     return 0
 
 
 def _neurons(args: argparse.Namespace) -> int:
     """Find, score and draw a run's most face-selective neurons (collective)."""
     from .analysis.run import analyse_run
+    from .logs import logger
 
     try:
         analyse_run(args.run_dir, out=args.out, positives=args.positives, negatives=args.negatives, stage=args.stage,
                     layer=args.layer, checkpoint=args.checkpoint, best=args.best, pool=args.pool,
-                    stimulus_steps=args.stimulus_steps, seed=args.seed, log=None if args.quiet else print)
+                    stimulus_steps=args.stimulus_steps, seed=args.seed,
+                    log=None if args.quiet else logger("neurons").info)
     except (ValueError, FileNotFoundError) as exc:  # found alike on every rank: the run, the images, the layer
         raise UsageError(str(exc)) from None
     return 0
@@ -169,6 +177,7 @@ def _export(args: argparse.Namespace) -> int:
     from distarray.checkpoint import CheckpointError
 
     from .export import export_checkpoint
+    from .logs import logger
     from .training.checkpoints import latest_checkpoint
 
     world = comm.world()
@@ -181,7 +190,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(f"expected --out to be a file in an existing folder, got {out}")
     error = None
     if world.Get_rank() == 0:
-        log = (lambda line: None) if args.quiet else print
+        log = (lambda line: None) if args.quiet else logger("export").info
         log(f"cots export: {checkpoint} -> {out} ({args.format})")
         try:
             export_checkpoint(checkpoint, out, args.format, log=log)
@@ -270,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cots``."""
     from distarray import __version__
 
+    from .logs import LEVELS
+
     parser = argparse.ArgumentParser(
         prog="cots", description="Locally connected networks split across GPUs and machines."
     )
@@ -341,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--latency-us", type=float, help="message latency, microseconds")
     plan.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
     plan.set_defaults(run=_plan)
+    for command in (info, train, neurons, export, plan):
+        command.add_argument("--log-level", choices=LEVELS, default="info",
+                             help="rank 0's console level; the other ranks print warnings and errors only "
+                                  "(default info; debug adds a line per logged step and checkpoint)")
     return parser
 
 
@@ -358,7 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from distarray import comm
 
+    from .logs import configure
+
     world = comm.world()
+    configure(args.log_level, world.Get_rank(), world.Get_size())
     try:
         return args.run(args)
     except (UsageError, RunError) as exc:  # raised on every rank alike

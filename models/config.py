@@ -150,6 +150,8 @@ class TrainConfig:
     checkpoint_every: int
     keep_checkpoints: int
     on_nonfinite: str
+    heldout_every: int = 100
+    tensorboard: bool = False
 
     @cached_property
     def lr_schedule(self) -> Schedule:
@@ -216,7 +218,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "mode": "greedy", "steps": 100, "batch": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
         "weight_decay": 0.0, "adagrad_eps": 1e-8, "schedule": "constant", "warmup": 0, "final_lr": 0.0,
         "decay_factor": 0.5, "decay_every": 1000, "log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 2,
-        "on_nonfinite": "stop",
+        "on_nonfinite": "stop", "heldout_every": 100, "tensorboard": False,
     },
     "data": {"source": "bundled"},
     "run": {"grid": "auto", "replicas": 1, "backend": "numpy"},
@@ -295,6 +297,8 @@ def _checked_tables(raw: Mapping[str, Any]) -> dict[str, Any]:
     side = model["input_lcn"]
     if side < 0 or (side and (side % 2 == 0 or side >= min(model["input"][:2]))):
         raise ValueError(f"expected model.input_lcn 0 (none) or an odd window side smaller than the input, got {side}")
+    if train["heldout_every"] < 0:
+        raise ValueError(f"expected train.heldout_every >= 0 (0: never), got {train['heldout_every']}")
     if train["keep_checkpoints"] < 1 or train["checkpoint_every"] < 0:
         raise ValueError(f"expected train.keep_checkpoints >= 1 and train.checkpoint_every >= 0 (0: at the end "
                          f"only), got {train['keep_checkpoints']} and {train['checkpoint_every']}")

@@ -8,6 +8,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..extras import pyplot
+
 __all__ = ["tile_to_unit", "save_montage", "save_histogram", "save_curves"]
 
 DPI = 110
@@ -51,12 +53,7 @@ def tile_to_unit(tile: np.ndarray, scale: str) -> np.ndarray:
 
 def _pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot("cots neurons' figures")
 
 
 def _save(fig: Any, path: str | Path) -> Path:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from ..data import normalise_images
+from ..extras import require
 from ..network import Network
 from .activations import layer_activations
 from .neurons import neuron_rows
@@ -32,6 +32,7 @@ AMOUNTS = {"translation": (-0.25, -0.15, -0.08, 0.0, 0.08, 0.15, 0.25),
 def transform(images: np.ndarray, kind: str, amount: float) -> np.ndarray:
     """``images`` (N, H, W, C) shifted right by ``amount`` of their width, scaled by ``amount``
     about their centre, or rotated by ``amount`` degrees; float64, not normalised."""
+    ndimage = require("scipy.ndimage", "the invariance curves of cots neurons")
     x = np.asarray(images, dtype=np.float64)
     h, w = x.shape[1:3]
     if kind == "translation":

@@ -1,5 +1,6 @@
 """The run report: the figures of an :class:`~models.analysis.Analysis`, ``neurons.json`` and
-``report.html`` (one page, images beside it in ``report/``, viewable offline). Rank 0 only.
+``report.html`` (one self-contained page: the figures embedded, also kept as PNGs in
+``report/``). Rank 0 only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..training.metrics import plot_loss, read_metrics
+from ..training.metrics import plot_curves, plot_loss, read_metrics
 from .figures import save_curves, save_histogram, save_invariance, save_montage
 from .report_html import Figure, write_report
 
@@ -109,11 +110,12 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
         numbers = measured.get(when, {})
         said = (f"median OSI {numbers['osi_median']:.2f}, locality {numbers['locality_median']:.2f} over "
                 f"{numbers['count']} filters" if numbers else "")
+        phrase = result.filters_phrase() if when == "trained" else None
+        judged = "" if phrase is None else f" By the measures they {phrase} (see the verdict)."
         save_montage(bank, folder / f"{name}.png", columns=8, scale="symmetric",
                      title=f"first-layer filters, {when}: median OSI {numbers.get('osi_median', float('nan')):.2f}")
         figures.append(Figure(f"report/{name}.png", f"First-layer filters, {when} weights",
-                              f"at 3 x 3 locations (rows: locations, columns: maps); {said}. Trained on natural "
-                              "images they should look like localised, oriented edges; "
+                              f"at 3 x 3 locations (rows: locations, columns: maps); {said}.{judged} "
                               "OSI is the orientation selectivity index at the preferred spatial frequency (0: "
                               "every orientation alike, 1: one), locality the share of a filter's energy in its "
                               "best quarter-area window"))
@@ -125,14 +127,19 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
         figures.append(Figure(f"report/stimuli_stage{s}.png", f"Stage {s}: what its neurons respond to",
                               "optimal stimuli (norm 1, in the preprocessed input space) of maps 0 and 1 of the "
                               "pooling layer at four locations spread over it"))
-    if result.reconstructions is not None:
-        inputs, rebuilt = result.reconstructions
+    for s, (inputs, rebuilt) in enumerate(result.reconstructions):
+        if s:  # a later stage reads feature maps: show map 0 of its input and of the rebuild
+            inputs, rebuilt = inputs[..., :1], rebuilt[..., :1]
         pairs = np.stack([inputs, rebuilt], axis=1).reshape((-1,) + inputs.shape[1:])  # input, then its rebuild
-        save_montage(pairs, folder / "reconstructions.png", columns=min(8, len(pairs)), scale="symmetric",
-                     labels=["input", "rebuilt"] * len(inputs), title="held-out images and stage 0's reconstructions")
-        figures.append(Figure("report/reconstructions.png", "Reconstructions",
-                              "labelled (never trained on) images as the first stage reads them, whitened when "
-                              "the run whitens, each beside the stage's reconstruction W2 W1^T x"))
+        name = "reconstructions.png" if s == 0 else f"reconstructions_stage{s}.png"
+        what = "held-out images" if s == 0 else f"map 0 of stage {s}'s input (stage {s - 1}'s features)"
+        save_montage(pairs, folder / name, columns=min(8, len(pairs)), scale="symmetric",
+                     labels=["input", "rebuilt"] * len(inputs), title=f"{what} and stage {s}'s reconstructions")
+        figures.append(Figure(f"report/{name}", f"Reconstructions, stage {s}",
+                              ("labelled (never trained on) images as the first stage reads them, whitened when "
+                               "the run whitens" if s == 0 else
+                               f"map 0 of what stage {s} reads on the same labelled images (the features of the "
+                               f"stage below)") + f", each beside stage {s}'s reconstruction W2 W1^T x"))
     if result.invariance:
         save_invariance(result.invariance, folder / "invariance.png",
                         title=f"neuron {result.position(top.index)} on its top labelled faces, transformed")
@@ -140,9 +147,14 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
                               "its mean response to its top labelled faces as they are shifted, scaled and "
                               "rotated in plane, over its response to them untransformed (Le et al.'s figure 4)"))
     metrics = result.run / "metrics.jsonl"
-    if metrics.is_file():
-        plot_loss(read_metrics(metrics), folder / "loss.png", title=f"{result.run.name}: objective per image")
+    records = read_metrics(metrics) if metrics.is_file() else []
+    if records:
+        plot_loss(records, folder / "loss.png", title=f"{result.run.name}: objective per image")
         figures.append(Figure("report/loss.png", "Training loss", "per stage: objective, reconstruction, sparsity"))
+        plot_curves(records, folder / "curves.png", title=f"{result.run.name}: run")
+        figures.append(Figure("report/curves.png", "Training curves",
+                              "held-out against training objective per stage, weight and gradient norms, learning "
+                              "rate, samples/s, and the shares of a step spent on data, communication and compute"))
 
     (out / "neurons.json").write_text(json.dumps(result.as_dict(), indent=1) + "\n")
     columns = ["Model", "Neurons", "Held-out accuracy", "95% interval", "Fold 1 held-out accuracy",
@@ -150,11 +162,12 @@ def write_run_report(result: "Analysis", out: Path, pool_faces: np.ndarray | Non
     table = {"columns": columns, "rows": result.table_rows(),
              "caption": f"Face selectivity of the best neuron of stage {result.stage} {result.layer}, "
                         f"{result.labelled.positives} faces and {result.labelled.negatives} distractors"}
-    summary = [("verdict", result.verdict()), ("run", str(result.run)), ("checkpoint step", str(result.step)),
+    summary = [("run", str(result.run)), ("checkpoint step", str(result.step)),
                ("layer", f"stage {result.stage} {result.layer}, {result.shape} = {int(np.prod(result.shape)):,} "
                          "neurons"),
                ("labelled images", result.labelled.source),
                ("best neuron (all images)", f"{result.position(top.index)}, threshold {top.threshold:.4g}"),
                ("chosen per fold", "; ".join(f"{result.position(f.neuron)} ({f.selection_accuracy:.1%} on its "
                                               f"selection half)" for f in trained.folds))]
-    return write_report(out / "report.html", f"cots neurons: {result.run}", summary, table, figures, PROTOCOL)
+    return write_report(out / "report.html", f"cots neurons: {result.run}", summary, table, figures, PROTOCOL,
+                        verdict=result.findings())

@@ -1,9 +1,12 @@
-"""One offline HTML page for the neuron analysis (`cots neurons`): a summary, a results table,
-the protocol and the figures. Inline CSS only, no scripts, fonts or URLs, so the page and its
-images can be copied anywhere and opened without a network."""
+"""One self-contained HTML page for the neuron analysis (`cots neurons`): the verdict in plain
+words, a summary, a results table, the protocol and the figures. The figures are embedded
+(base64 ``data:`` URIs), the CSS is inline, and there are no scripts, fonts or URLs, so the
+page alone can be mailed, moved, opened offline and printed. Each image also names the file
+beside the page it was drawn to (``data-file``), for those who want the PNGs."""
 
 from __future__ import annotations
 
+import base64
 import html
 import numbers
 import os
@@ -14,7 +17,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote, unquote
 
-__all__ = ["Figure", "write_report", "referenced_files"]
+__all__ = ["Figure", "write_report", "referenced_files", "embedded_images"]
 
 ORACLE = "(oracle)"
 DASH = "\u2014"
@@ -35,7 +38,18 @@ figure { margin: 1.2em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.92em; color: #444; margin-top: 0.3em; }
 footer { margin-top: 2.5em; font-size: 0.8em; color: #888; }
+div.verdict { border: 1px solid #ccc; border-radius: 4px; padding: 0.3em 1em; margin: 1em 0; background: #fafafa; }
+div.verdict p { margin: 0.5em 0; padding-left: 0.6em; border-left: 5px solid #bbb; }
+div.verdict p.yes { border-left-color: #2e8b3a; }
+div.verdict p.no { border-left-color: #c77700; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10pt; }
+  figure { break-inside: avoid; page-break-inside: avoid; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+  table { break-inside: avoid; }
+}
 """
+MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".svg": "image/svg+xml"}
 
 
 @dataclass(frozen=True)
@@ -107,16 +121,28 @@ def _table_html(table: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _figure_html(figure: Figure) -> str:
-    src = html.escape(quote(figure.file.replace("\\", "/")))
+def _figure_html(figure: Figure, folder: Path) -> str:
+    """The figure with its image embedded as a data URI (and its file named in data-file)."""
+    mime = MIME.get(Path(figure.file).suffix.lower(), "application/octet-stream")
+    data = base64.b64encode((folder / figure.file).read_bytes()).decode("ascii")
+    name = html.escape(quote(figure.file.replace("\\", "/")))
     title = html.escape(figure.title)
     caption = f"<strong>{title}</strong>" + (f": {html.escape(figure.caption)}" if figure.caption else "")
-    return (f'<figure><img src="{src}" alt="{title}" loading="lazy">'
+    return (f'<figure><img src="data:{mime};base64,{data}" data-file="{name}" alt="{title}">'
             f"<figcaption>{caption}</figcaption></figure>")
 
 
+def _verdict_html(verdict: Sequence[tuple[str, bool | None]]) -> list[str]:
+    """The verdict box: one paragraph per finding, marked green (True) or amber (False)."""
+    if not verdict:
+        return []
+    marks = {True: ' class="yes"', False: ' class="no"', None: ""}
+    return ['<div class="verdict">'] + [f"<p{marks[ok]}>{html.escape(text)}</p>" for text, ok in verdict] + ["</div>"]
+
+
 def write_report(path: str | Path, title: str, summary: Sequence[tuple[str, str]],
-                 table: Mapping[str, Any], figures: Sequence[Figure], notes: Sequence[str] = ()) -> Path:
+                 table: Mapping[str, Any], figures: Sequence[Figure], notes: Sequence[str] = (),
+                 verdict: Sequence[tuple[str, bool | None]] = ()) -> Path:
     """Write the report page to ``path`` (atomically: a temporary file, then os.replace).
 
     Parameters
@@ -136,6 +162,9 @@ def write_report(path: str | Path, title: str, summary: Sequence[tuple[str, str]
         Shown in order, after the table and the protocol.
     notes : sequence of str
         Paragraphs of the "Protocol" section (plain text).
+    verdict : sequence of (str, bool or None)
+        The findings shown first, under the title, in plain words: each sentence with True
+        (found: marked green), False (not found: amber) or None (unmarked).
 
     Returns
     -------
@@ -157,7 +186,7 @@ def write_report(path: str | Path, title: str, summary: Sequence[tuple[str, str]
         raise FileNotFoundError(f"report figures not found beside {path}: {', '.join(missing)}")
     results = _table_html(table)
 
-    body = [f"<h1>{html.escape(title)}</h1>", '<table class="summary">']
+    body = [f"<h1>{html.escape(title)}</h1>", *_verdict_html(verdict), '<table class="summary">']
     body += [f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary]
     body += ["</table>", "<h2>Results</h2>", results]
     if notes:
@@ -165,7 +194,7 @@ def write_report(path: str | Path, title: str, summary: Sequence[tuple[str, str]
         body += [f"<p>{html.escape(str(note))}</p>" for note in notes]
     if figures:
         body.append("<h2>Figures</h2>")
-        body += [_figure_html(f) for f in figures]
+        body += [_figure_html(f, path.parent) for f in figures]
     stamp = datetime.now().isoformat(timespec="minutes")
     body.append(f"<footer>Generated by cots-hpc on {html.escape(stamp)}.</footer>")
     page = "\n".join([
@@ -186,9 +215,15 @@ def write_report(path: str | Path, title: str, summary: Sequence[tuple[str, str]
 
 
 def referenced_files(html_path: str | Path) -> list[Path]:
-    """The absolute paths of the files an existing report refers to (its ``src="..."``), in
-    order of appearance."""
+    """The absolute paths of the files beside an existing report that its embedded images
+    were drawn to (their ``data-file``), in order of appearance."""
     html_path = Path(html_path)
     text = html_path.read_text(encoding="utf-8")
     folder = html_path.parent.resolve()
-    return [folder / unquote(html.unescape(src)) for src in re.findall(r'src="([^"]*)"', text)]
+    return [folder / unquote(html.unescape(name)) for name in re.findall(r'data-file="([^"]*)"', text)]
+
+
+def embedded_images(html_path: str | Path) -> list[bytes]:
+    """The decoded bytes of every image an existing report embeds, in order of appearance."""
+    text = Path(html_path).read_text(encoding="utf-8")
+    return [base64.b64decode(data) for data in re.findall(r'src="data:[^;"]+;base64,([^"]*)"', text)]

@@ -19,7 +19,7 @@ first-layer filters and the loss curve. Rank 0 draws and writes.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from distarray import comm
 from ..build import build_dataset
 from ..config import Config
 from ..data import BundledImages
+from ..extras import require
 from ..network import Network
 from .activations import layer_activations, neuron_position, random_filter_activations
 from .invariance import invariance_curves
@@ -45,9 +46,10 @@ __all__ = ["Analysis", "analyse_run", "POOL_STEP", "MAX_RANDOM_FILTERS", "MAX_ME
 
 POOL_STEP = 2**40  # the pool of unlabelled samples is the data source's batch at this step (never trained on)
 MAX_RANDOM_FILTERS = 4096  # the random-linear baseline has as many filters as the layer has neurons, at most this
-RECONSTRUCTED = 8  # held-out images shown beside their first-stage reconstructions
+RECONSTRUCTED = 8  # held-out images shown beside each stage's reconstructions
 INVARIANCE_IMAGES = 8  # the best neuron's top labelled faces, transformed for its invariance curves
 SAMPLED_STIMULUS_STEPS = 100  # ascent steps for the optimal stimuli of each stage's sampled neurons
+OSI_TARGET = 0.45  # median first-stage OSI that counts as oriented (with twice the initial weights')
 MAX_MEASURED_FILTERS = 4096  # first-stage OSI and locality: every filter, or an even grid of locations up to this
 
 
@@ -66,7 +68,7 @@ class Analysis:
     natural_values: np.ndarray  # (K,) best neurons on their top pool image scaled to the stimulus norm
     top_rows: np.ndarray  # (K, N + pool) best neurons' activations: labelled images, then the pool
     first_stage: dict[str, Any] = field(default_factory=dict)  # OSI and locality: "trained", "initial"
-    reconstructions: np.ndarray | None = None  # (2, R, H, W, C): held-out inputs as stage 0 reads them, rebuilt
+    reconstructions: list[np.ndarray] = field(default_factory=list)  # per stage (2, R, H, W, C): its input, rebuilt
     invariance: dict[str, Any] = field(default_factory=dict)  # the best neuron under shifts, scales, rotations
     stage_stimuli: list[dict[str, Any]] = field(default_factory=list)  # per stage: sampled neurons' optimal stimuli
     seconds: dict[str, float] = field(default_factory=dict)
@@ -92,6 +94,52 @@ class Analysis:
                      f"{initial['osi_median']:.2f}), locality {trained['locality_median']:.2f} (initial "
                      f"{initial['locality_median']:.2f})")
         return text
+
+    def filters_learned(self) -> dict[str, bool] | None:
+        """Whether the first stage's filters are oriented (median OSI at least 0.45 and at
+        least twice that of the initial weights: the learning target of docs/analysis.md) and
+        localised (median locality at least twice the initial weights'); None without the
+        measures."""
+        if not self.first_stage:
+            return None
+        trained, initial = self.first_stage["trained"], self.first_stage["initial"]
+        return {"oriented": trained["osi_median"] >= max(OSI_TARGET, 2 * initial["osi_median"]),
+                "localised": trained["locality_median"] >= 2 * initial["locality_median"]}
+
+    def filters_phrase(self) -> str | None:
+        """"are oriented and localised", "are oriented but not localised", ...; None without
+        the measures."""
+        learned = self.filters_learned()
+        if learned is None:
+            return None
+        return {(True, True): "are oriented and localised", (True, False): "are oriented but not localised",
+                (False, True): "are localised but not oriented",
+                (False, False): "are neither oriented nor localised"}[learned["oriented"], learned["localised"]]
+
+    def findings(self) -> list[tuple[str, bool]]:
+        """The verdict in plain words, one sentence per finding with whether it was found."""
+        lo, hi = self.trained.interval
+        neuron = (f"{'A selective neuron was found' if self.found else 'No selective neuron was found'}: the best "
+                  f"neuron, chosen and scored on different halves of the labelled images, scores "
+                  f"{self.trained.heldout_accuracy:.1%} (95% interval {lo:.1%} to {hi:.1%}) against "
+                  f"{self.results[1].heldout_accuracy:.1%} for the same network at its random initial weights and "
+                  f"{self.results[-1].heldout_accuracy:.1%} for the all-negative guess. "
+                  + ("Its interval lies above both" if self.found else
+                     "Found would need its whole interval above both")
+                  + f" (random linear filters on the input, a template baseline: "
+                    f"{self.results[2].heldout_accuracy:.1%}).")
+        out = [(neuron, self.found)]
+        learned = self.filters_learned()
+        if learned is not None:
+            trained, initial = self.first_stage["trained"], self.first_stage["initial"]
+            both = learned["oriented"] and learned["localised"]
+            out.append((f"The first-stage filters {self.filters_phrase()}: median "
+                        f"orientation selectivity (OSI) {trained['osi_median']:.2f} against "
+                        f"{initial['osi_median']:.2f} at the initial weights, median locality "
+                        f"{trained['locality_median']:.2f} against {initial['locality_median']:.2f} "
+                        f"(oriented: OSI at least {OSI_TARGET} and twice the initial; localised: locality at "
+                        f"least twice the initial).", both))
+        return out
 
     @property
     def trained(self) -> Selectivity:
@@ -132,6 +180,7 @@ class Analysis:
             "stimulus": {"neurons": [c.index for c in self.trained.best], "values": self.stimulus.values.tolist(),
                          "natural_values_same_norm": self.natural_values.tolist()},
             "verdict": self.verdict(), "selective_neuron_found": self.found,
+            "filters_learned": self.filters_learned(),
             "first_stage_filters": self.first_stage, "invariance": self.invariance,
             "stage_stimuli": [{"stage": s["stage"], "layer": s["layer"], "positions": s["positions"],
                                "values": s["values"]} for s in self.stage_stimuli],
@@ -198,12 +247,17 @@ def _sampled_stimuli(network: Network, stage: int, steps: int, seed: int) -> dic
             "values": found.values.tolist(), "images": np.moveaxis(found.images, -1, 0)}
 
 
-def _reconstructions(network: Network, images: np.ndarray) -> np.ndarray:
-    """``images`` (R, H, W, C) as the first stage reads them (whitened when the run whitens)
-    and that stage's reconstructions of them: (2, R, H, W, C), on every rank (collective)."""
-    x = network.input_array(np.moveaxis(images, 0, -1))  # (H, W, C, R) distributed
-    xhat = network.stages[0].reconstruct(x)
-    return np.stack([np.moveaxis(a.allgather(), -1, 0) for a in (x, xhat)])
+def _reconstructions(network: Network, images: np.ndarray) -> list[np.ndarray]:
+    """For every stage: its input on ``images`` (R, H, W, C) (the images as the first stage
+    reads them, whitened when the run whitens; for a later stage the features of the one
+    below) and that stage's reconstruction of it, as (2, R, h, w, c), on every rank
+    (collective)."""
+    first = network.input_array(np.moveaxis(images, 0, -1))  # (H, W, C, R) distributed
+    out = []
+    for s, stage in enumerate(network.stages):
+        x = network.features(first, s)  # what stage s reads
+        out.append(np.stack([np.moveaxis(a.allgather(), -1, 0) for a in (x, stage.reconstruct(x))]))
+    return out
 
 
 WIDE_INTERVAL = 0.10  # warn when a 75 % held-out score's 95 % interval reaches this far either side
@@ -270,6 +324,8 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
         seconds[name] = now - clock
         clock = now
 
+    for module in ("matplotlib", "scipy"):  # before any work, on every rank alike
+        require(module, "cots neurons")
     config, network, meta = load_trained(run, world, checkpoint)
     stage = len(network) - 1 if stage is None else stage
     layer = network.layer_names(stage)[-1] if layer is None else layer
@@ -278,8 +334,8 @@ def analyse_run(run: str | Path, out: str | Path | None = None, positives: str |
         raise ValueError(f"expected best >= 1, got {best}")
     labelled = _labelled_for(config, positives, negatives)
     warning = _check_labelled(labelled.positives, labelled.negatives)
-    if warning and root:  # printed even with --quiet
-        print(warning, file=sys.stderr, flush=True)
+    if warning and root:  # shown even with --quiet
+        logging.getLogger("cots.neurons").warning(warning)
     extra, extra_faces = _pool(config, pool)
     say(f"cots neurons: {meta['path']} (step {meta['step']}), stage {stage} {layer}: {int(np.prod(shape)):,} neurons "
         f"{shape} over {world.Get_size()} rank(s); {labelled.positives} positives, {labelled.negatives} negatives, "

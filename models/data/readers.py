@@ -12,6 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..extras import require
+
+BUNDLED = 'data.source = "bundled" (the images shipped with scikit-image)'
+
 __all__ = [
     "CIFAR10_URL",
     "IMAGE_SUFFIXES",
@@ -161,7 +165,7 @@ def load_image(file: Path, shorter: int, mode: str) -> np.ndarray:
 def load_natural_images(mode: str, max_side: int = 512) -> list[Image.Image]:
     """The :data:`NATURAL_IMAGES` of scikit-image (files shipped in the package, no download),
     converted to ``mode`` ("RGB" or "L"), longer side capped at ``max_side`` pixels."""
-    from skimage import data
+    data = require("skimage.data", BUNDLED)
 
     images = []
     for name in NATURAL_IMAGES:
@@ -177,7 +181,7 @@ def load_natural_images(mode: str, max_side: int = 512) -> list[Image.Image]:
 def load_lfw() -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's LFW subset: 100 grey faces and 100 non-face patches, each
     (100, 25, 25) float32 in [0, 1], in the package's order."""
-    from skimage import data
+    data = require("skimage.data", BUNDLED)
 
     subset = data.lfw_subset().astype(np.float32)  # (200, 25, 25)
     return subset[:100], subset[100:]

@@ -1,5 +1,6 @@
 """What a training run leaves beside its checkpoints: per-step metrics (JSON lines), a
-progress bar, and the loss curve (PNG). Written by rank 0 only."""
+progress bar, the loss curve and the run's other curves (PNG, redrawn at every checkpoint
+and whenever a run stops), and optionally TensorBoard events. Written by rank 0 only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["MetricsLog", "read_metrics", "plot_loss", "Progress"]
+from ..extras import pyplot
+
+__all__ = ["MetricsLog", "read_metrics", "plot_loss", "plot_curves", "refresh_plots", "Progress", "TensorBoardLog"]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -33,23 +36,33 @@ class MetricsLog:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(tmp, self.path)
         self._file = self.path.open("a")
+        self._also: list[Any] = []
+
+    def also(self, writer: Any) -> None:
+        """Give every record to ``writer`` too (its ``write`` and ``close``: TensorBoard)."""
+        self._also.append(writer)
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` and flush it to the file."""
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        for writer in self._also:
+            writer.write(record)
 
     def close(self) -> None:
         """Close the file."""
         self._file.close()
+        for writer in self._also:
+            writer.close()
+
+
+def _pyplot() -> Any:
+    return pyplot("loss.png and curves.png")
 
 
 def plot_loss(records: Iterable[dict[str, Any]], png: str | Path, title: str = "training loss") -> Path:
     """Draw loss, reconstruction and sparsity against step (one line per stage) to ``png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     series: dict[str, tuple[list[int], list[float]]] = {}
     for record in records:
@@ -74,6 +87,118 @@ def plot_loss(records: Iterable[dict[str, Any]], png: str | Path, title: str = "
     fig.savefig(png)
     plt.close(fig)
     return png
+
+
+def _series(records: list[dict[str, Any]], pick: Any) -> tuple[list[int], list[float]]:
+    """(steps, values) of the records where ``pick(record)`` is a number."""
+    xs, ys = [], []
+    for r in records:
+        try:
+            v = pick(r)
+        except (KeyError, TypeError, ZeroDivisionError):
+            continue
+        if isinstance(v, (int, float)):
+            xs.append(r["step"])
+            ys.append(v)
+    return xs, ys
+
+
+def _smooth(xs: list[int], ys: list[float], window: int) -> tuple[list[int], list[float]]:
+    """The moving mean of ``ys`` over ``window`` points (at the window's last step)."""
+    if window <= 1 or len(ys) < window:
+        return xs, ys
+    import numpy as np
+
+    means = np.convolve(np.asarray(ys, float), np.ones(window) / window, mode="valid")
+    return xs[window - 1:], means.tolist()
+
+
+def plot_curves(records: list[dict[str, Any]], png: str | Path, title: str = "training") -> Path:
+    """Draw the run's other curves to ``png``: held-out against training objective per stage,
+    weight and gradient norms per stage, the learning rate, samples/s, and the shares of a
+    step spent waiting for data, communicating and computing."""
+    plt = _pyplot()
+    stages = sorted({s for r in records for s in r.get("stages", {})}, key=int)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), dpi=100)
+    (held, norms, grads), (lr, speed, shares) = axes
+    for s in stages:
+        held.plot(*_series(records, lambda r: r["stages"][s]["loss"]), "-", lw=1, label=f"stage {s} training")
+        held.plot(*_series(records, lambda r: r["heldout"][s]["loss"]), "o--", ms=3, lw=1, label=f"stage {s} held-out")
+        norms.plot(*_series(records, lambda r: r["norms"][s]["weight"]), "-", lw=1.2, label=f"stage {s}")
+        grads.plot(*_series(records, lambda r: r["norms"][s]["grad"]), "-", lw=1, label=f"stage {s}")
+    lr.plot(*_series(records, lambda r: r["lr"]), "-", lw=1.2)
+    window = max(1, len(records) // 100)  # noisy per-step timings: a moving mean over this many records
+    speed.plot(*_smooth(*_series(records, lambda r: r["samples_per_s"]), window), "-", lw=1)
+    for part in ("data", "comm", "compute"):
+        shares.plot(*_smooth(*_series(records, lambda r: r["seconds"][part] / r["seconds"]["step"]), window), "-",
+                    lw=1, label=part)
+    mean = f" (moving mean of {window})" if window > 1 else ""
+    for ax, name, log in [(held, "objective per image", True), (norms, "weight norm", False),
+                          (grads, "gradient norm", True), (lr, "learning rate", False),
+                          (speed, "samples / s" + mean, False), (shares, "share of the step" + mean, False)]:
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        if log and any(line.get_ydata().size and min(line.get_ydata()) > 0 for line in ax.get_lines()):
+            ax.set_yscale("log")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    shares.set_ylim(0, 1)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    png = Path(png)
+    fig.savefig(png)
+    plt.close(fig)
+    return png
+
+
+def refresh_plots(run_dir: str | Path) -> None:
+    """Redraw ``run_dir``'s loss.png and curves.png from its metrics.jsonl (rank 0)."""
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    if not records:
+        return
+    for draw, name in ((plot_loss, "loss.png"), (plot_curves, "curves.png")):
+        tmp = run_dir / f".{name}.tmp.png"
+        draw(records, tmp, title=f"{run_dir.name}: " + ("objective per image" if name == "loss.png" else "run"))
+        os.replace(tmp, run_dir / name)
+
+
+class TensorBoardLog:
+    """The metrics records as TensorBoard scalars in ``RUN/tensorboard/`` (``train.tensorboard
+    = true``; needs tensorboardX: ``pip install 'cots-hpc[tensorboard]'``)."""
+
+    def __init__(self, folder: str | Path):
+        self._writer = self.check().SummaryWriter(str(folder))
+
+    @staticmethod
+    def check() -> Any:
+        """The tensorboardX module; ValueError naming the extra when it is not installed."""
+        try:
+            import tensorboardX
+        except ImportError:
+            raise ValueError("train.tensorboard = true needs tensorboardX: pip install 'cots-hpc[tensorboard]' "
+                             "(or set train.tensorboard = false)") from None
+        return tensorboardX
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Add every number of ``record`` as a scalar at its step (nested keys joined by /)."""
+        step = record["step"]
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}/{k}" if prefix else str(k), v)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and prefix not in ("step", "time"):
+                self._writer.add_scalar(prefix, value, step, walltime=record.get("time"))
+
+        walk("", record)
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Close the event file."""
+        self._writer.close()
 
 
 class Progress:

@@ -20,6 +20,7 @@ at every step, each on its own objective with its input held fixed.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,6 @@ import distarray as da
 from distarray import comm
 from distarray.checkpoint import checkpoint_meta, checkpoint_names, load_checkpoint, save_checkpoint
 
-from ..autoencoder import Losses
 from ..build import build_dataset, build_network, build_preprocess, place, preprocess_from_meta
 from ..config import Config, parse_config
 from ..network import stage_of
@@ -38,7 +38,12 @@ from ..optim import make_optimizer
 from .checkpoints import checkpoint_path, latest_checkpoint, prune_checkpoints, training_arrays
 from .feed import BatchFeed
 from .guard import NonFiniteError, SignalFlag, agree_step, nonfinite_stages
-from .metrics import MetricsLog, Progress, plot_loss, read_metrics
+from .monitor import HeldOutBatch, loss_terms, parameter_norms, replica_mean
+from ..extras import MissingExtra
+from ..logs import PROGRESS
+from .metrics import MetricsLog, Progress, TensorBoardLog, refresh_plots
+
+_progress = logging.getLogger(PROGRESS)
 
 __all__ = ["Trainer"]
 
@@ -91,6 +96,10 @@ class Trainer:
         self.step = 0
         self.signals = SignalFlag()  # installed while run() runs
         self.stopped_by = ""  # the signal that stopped the last run(), "" when none did
+        self._heldout: HeldOutBatch | None = None  # drawn by run(), after any load
+        self._said_no_plots = False
+        if config.train.tensorboard:  # on every rank, so that a missing package stops all of them
+            TensorBoardLog.check()
 
     # -- one step ------------------------------------------------------------------------
     def stages_at(self, step: int) -> list[int]:
@@ -128,7 +137,7 @@ class Trainer:
             for name in names:
                 comm.allreduce_array(self.peers, grads[name].local)
                 grads[name].local *= 1.0 / self.replicas
-            losses = self._replica_mean(losses)
+            losses = replica_mean(self.peers, self.replicas, losses)
             t_reduce = time.perf_counter() - t0
         verdict = agree_step(self.world, self.signals.received, nonfinite_stages(losses, grads, stages), stages)
         lr = self.lr_at(step)
@@ -143,8 +152,7 @@ class Trainer:
             "step": step,
             "lr": lr,
             "loss": sum(l.total for l in losses.values()),
-            "stages": {str(s): {"loss": l.total, "reconstruction": l.reconstruction, "sparsity": l.sparsity}
-                       for s, l in losses.items()},
+            "stages": loss_terms(losses),
             "samples_per_s": self.batch / elapsed,
             "seconds": {"step": elapsed, "data": t_data, "comm": t_comm,
                         "compute": max(0.0, elapsed - t_data - t_comm)},
@@ -162,11 +170,6 @@ class Trainer:
         not all; local, no communication)."""
         self.network.release_gradients(keep=stages)
         self.optimizer.release([n for n in self.optimizer.params if stage_of(n) not in stages])
-
-    def _replica_mean(self, losses: dict[int, Losses]) -> dict[int, Losses]:
-        """Collective: the objective's terms averaged over the replicas' shares of the batch."""
-        sums = comm.exact_sums(self.peers, [v for l in losses.values() for v in (l.reconstruction, l.sparsity)])
-        return {s: Losses(sums[2 * i] / self.replicas, sums[2 * i + 1] / self.replicas) for i, s in enumerate(losses)}
 
     def _nonfinite(self, record: dict[str, Any]) -> NonFiniteError:
         stages = ", ".join(map(str, record["nonfinite_stages"]))
@@ -195,6 +198,9 @@ class Trainer:
             if self.grid.rank == 0:
                 prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
         comm.barrier(self.world)
+        if self.is_root:
+            _progress.info(f"checkpoint {path} written (step {self.step})")
+        self._plots()
         return path
 
     def load(self, path: str | Path) -> int:
@@ -213,6 +219,7 @@ class Trainer:
         self.optimizer.ensure_state(sorted({n.rsplit(".", 1)[0] for n in saved if n in slots}))
         self.network.preprocess = preprocess_from_meta(self.config, stored)
         self.feed.drop()  # a batch prepared ahead used the preprocessing replaced here
+        self._heldout = None  # and so did the held-out batch
         meta = load_checkpoint(path, self._arrays())
         self.step = int(meta["step"])
         return self.step
@@ -249,7 +256,12 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(self.config.to_toml())
             log = MetricsLog(self.run_dir / "metrics.jsonl", start=self.step)
+            if train.tensorboard:
+                log.also(TensorBoardLog(self.run_dir / "tensorboard"))
         comm.barrier(self.world)
+        if train.heldout_every and self._heldout is None and self.step < stop:  # after any load: its preprocessing
+            self._heldout = HeldOutBatch(self.dataset, self.network, self.local_batch_size,
+                                         self.replica * self.local_batch_size, self.peers, self.replicas)
         bar = Progress(self.total_steps, self.step, self.progress)
         records = []
         self.stopped_by = ""
@@ -260,12 +272,10 @@ class Trainer:
                     records.append(record)
                     bar.update(record["loss"], record["samples_per_s"], ",".join(record["stages"]))
                     last = self.step == stop or "nonfinite_stages" in record or "stop_signal" in record
-                    if record["step"] % train.log_every == 0 or last:  # the same steps on every rank
-                        skipped = self.feed.skipped()  # collective
-                        if skipped:
-                            record["skipped_files"] = len(skipped)
+                    if self._measure(record, last):  # the same steps on every rank
                         if log is not None:
                             log.write(record)
+                            _progress.info(self._progress_line(record))
                     if record.get("update") == "stopped":
                         raise self._nonfinite(record)
                     if "stop_signal" in record:
@@ -274,6 +284,9 @@ class Trainer:
                     every = train.checkpoint_every
                     if every and self.step % every == 0 and self.step < stop:
                         self.save()
+        except BaseException:
+            self._plots()  # the curves up to the error (a normal end draws them at its save)
+            raise
         finally:
             self.feed.drop()
             bar.close()
@@ -281,7 +294,42 @@ class Trainer:
                 log.close()
         if records:
             self.save()
-        if self.run_dir is not None and self.is_root and self.step == self.total_steps:
-            plot_loss(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png",
-                      title=f"{self.run_dir.name}: objective per image")
         return records
+
+    def _measure(self, record: dict[str, Any], last: bool) -> bool:
+        """Collective: whether ``record`` is logged, and if so add the wall-clock time, the
+        skipped files, the parameter and gradient norms and (every ``train.heldout_every``
+        steps) the held-out objective."""
+        train, step = self.config.train, record["step"]
+        heldout = bool(train.heldout_every) and step % train.heldout_every == 0
+        if not (step % train.log_every == 0 or last or heldout):
+            return False
+        record["time"] = round(time.time(), 3)
+        skipped = self.feed.skipped()  # collective
+        if skipped:
+            record["skipped_files"] = len(skipped)
+        stages = self.stages_at(step)
+        record["norms"] = parameter_norms(self.network, stages)
+        if heldout:
+            record["heldout"] = self._heldout.losses(max(stages))
+        return True
+
+    @staticmethod
+    def _progress_line(record: dict[str, Any]) -> str:
+        held = record.get("heldout", {})
+        terms = "; ".join(f"stage {s} loss {t['loss']:.5g}" + (f" (held-out {held[s]['loss']:.5g})" if s in held else "")
+                          for s, t in record["stages"].items())
+        return f"step {record['step']}: {terms}; lr {record['lr']:.3g}; {record['samples_per_s']:.1f} samples/s"
+
+    def _plots(self) -> None:
+        """Rank 0: redraw loss.png and curves.png from metrics.jsonl (a failure is a warning)."""
+        if self.run_dir is None or not self.is_root:
+            return
+        try:
+            refresh_plots(self.run_dir)
+        except MissingExtra as exc:  # a training node without the analysis extra: no figures, said once
+            if not self._said_no_plots:
+                _progress.info(f"no loss.png or curves.png: {exc}")
+                self._said_no_plots = True
+        except Exception as exc:  # noqa: BLE001 - a figure must never cost a run or hide its error
+            _progress.warning(f"could not draw the curves of {self.run_dir}: {exc}")

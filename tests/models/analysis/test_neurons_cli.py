@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from distarray import comm
-from models.analysis.report_html import referenced_files
+from models.analysis.report_html import embedded_images, referenced_files
 from models.config import parse_config
 from models.training.checkpoints import latest_checkpoint
 from models.training.trainer import Trainer
@@ -53,8 +53,11 @@ def test_report_at_two_ranks(run):
     files = referenced_files(run / "report.html")
     names = {f.name for f in files}
     assert {"top_images_1.png", "top_images_2.png", "histogram.png", "stimulus.png", "filters.png",
-            "filters_initial.png", "reconstructions.png", "invariance.png", "stimuli_stage0.png", "stimuli_stage1.png",
-            "loss.png"} <= names
+            "filters_initial.png", "reconstructions.png", "reconstructions_stage1.png", "invariance.png", "stimuli_stage0.png", "stimuli_stage1.png",
+            "loss.png", "curves.png"} <= names
+    assert embedded_images(run / "report.html") == [f.read_bytes() for f in files]  # one file carries them all
+    summary = json.loads((run / "neurons.json").read_text())
+    assert set(summary["filters_learned"]) == {"oriented", "localised"}
     assert "no selective neuron found" in done.stdout or "selective neuron found" in done.stdout
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)
     html = (run / "report.html").read_text()

@@ -1,5 +1,6 @@
-"""The neuron analysis's offline HTML page: figures referenced and present, table cells
-formatted, text escaped, no URL, nothing written when a figure is missing."""
+"""The neuron analysis's self-contained HTML page: figures embedded (and their files named),
+the page readable when moved alone, the verdict first, table cells formatted, text escaped,
+no URL, nothing written when a figure is missing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import pytest
 from PIL import Image
 
-from models.analysis.report_html import Figure, referenced_files, write_report
+from models.analysis.report_html import Figure, embedded_images, referenced_files, write_report
 
 TABLE = {
     "columns": ["selection", "neuron", "threshold", "test accuracy", "note"],
@@ -35,8 +36,27 @@ def report(tmp_path):
     figures = [Figure("report/top_images.png", "Top images", "The 48 images <script>alert(1)</script> it likes."),
                Figure("report/hist 17.png", "Histogram")]
     summary = [("run dir", str(run)), ("checkpoint step", "1200"), ("layer", "2 & 3")]
-    path = write_report(run / "report.html", "Face neurons <run>", summary, TABLE, figures, NOTES)
+    verdict = [("No selective neuron was found <yet>.", False), ("The filters are oriented.", True)]
+    path = write_report(run / "report.html", "Face neurons <run>", summary, TABLE, figures, NOTES, verdict)
     return path, path.read_text(encoding="utf-8")
+
+
+def test_figures_are_embedded_and_the_page_stands_alone(report, tmp_path):
+    path, text = report
+    assert embedded_images(path) == [f.read_bytes() for f in referenced_files(path)]
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', text))
+    alone = tmp_path / "mailed" / "report.html"  # moved away from report/: every image still there
+    alone.parent.mkdir()
+    alone.write_bytes(path.read_bytes())
+    assert embedded_images(alone) == embedded_images(path) and len(embedded_images(alone)) == 2
+
+
+def test_verdict_comes_first_in_plain_words(report):
+    _, text = report
+    assert text.index('<div class="verdict">') < text.index('<table class="summary">')
+    assert '<p class="no">No selective neuron was found &lt;yet&gt;.</p>' in text
+    assert '<p class="yes">The filters are oriented.</p>' in text
+    assert "@media print" in text
 
 
 def test_writes_the_page_and_every_referenced_file_exists(report):

@@ -162,3 +162,35 @@ def test_progress_enabled_shows_the_step_figures(capsys):
     assert out == ""
     assert "demo" in err and "5/10" in err
     assert "stage 0,1 loss 0.04115 512.3 samples/s" in err
+
+
+def test_curves_from_records_old_and_new(tmp_path):
+    """curves.png draws records with norms and held-out terms, and old records without them."""
+    from models.training.metrics import plot_curves, refresh_plots
+
+    old = {"step": 0, "lr": 0.1, "loss": 5.0, "stages": {"0": {"loss": 5.0, "reconstruction": 4.0, "sparsity": 1.0}},
+           "samples_per_s": 10.0, "seconds": {"step": 1.0, "data": 0.1, "comm": 0.2, "compute": 0.7}}
+    new = json.loads(json.dumps(old)) | {"step": 1, "time": 1.8e9, "norms": {"0": {"weight": 3.0, "grad": 0.5}},
+                                         "heldout": {"0": {"loss": 6.0, "reconstruction": 5.0, "sparsity": 1.0}}}
+    assert plot_curves([old, new], tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
+    refresh_plots(tmp_path)
+    assert (tmp_path / "loss.png").is_file() and (tmp_path / "curves.png").is_file()
+    assert not list(tmp_path.glob(".*.tmp.png"))
+
+
+def test_tensorboard_without_its_package_is_one_clear_error(monkeypatch):
+    import builtins
+
+    from models.training.metrics import TensorBoardLog
+
+    real = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name == "tensorboardX":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+    with pytest.raises(ValueError, match=r"pip install 'cots-hpc\[tensorboard\]'"):
+        TensorBoardLog.check()

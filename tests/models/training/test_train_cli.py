@@ -91,7 +91,8 @@ def test_stop_at_two_ranks_resume_at_three(tmp_path):
     split, straight = tmp_path / "split", tmp_path / "straight"
     cots(2, str(config), "--out", str(split), "--until", "3")
     assert [p.name for p in (split / "checkpoints").glob("step-*")] == ["step-00000003"]
-    assert not (split / "loss.png").exists()
+    for name in ("loss.png", "curves.png"):  # drawn at every checkpoint, not only at the last step
+        assert (split / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     done = cots(3, str(config), "--out", str(split), "--resume")
     assert "resuming" in done.stdout and "at step 3" in done.stdout
     cots(3, str(config), "--out", str(straight))
@@ -139,3 +140,26 @@ def test_existing_run_needs_resume_or_fresh(tmp_path):
     cots(2, str(config), "--out", str(run), "--fresh", "--until", "1")
     assert [p.name for p in (run / "checkpoints").glob("step-*")] == ["step-00000001"]
     assert [r["step"] for r in metrics(run)] == [0]
+
+
+def test_run_outputs_logs_curves_and_tensorboard(tmp_path):
+    """train.log with timestamps, per-step lines on the console at --log-level debug with the
+    rank prefix, held-out and norms in metrics.jsonl, TensorBoard events on request."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    run = tmp_path / "run"
+    done = cots(2, str(config), "--out", str(run), "--log-level", "debug", "--set", "train.heldout_every=3",
+                "--set", "train.tensorboard=true")
+    assert "[rank 0/2] step 3: stage 0 loss" in done.stdout and "held-out" in done.stdout
+    assert "[rank 0/2] checkpoint" in done.stdout
+    log = (run / "train.log").read_text().splitlines()
+    assert log[0].startswith("20") and "INFO cots.train: cots train: 2 stage(s)" in log[0]
+    assert sum("cots.progress: step" in line for line in log) == 8  # log_every 1: every step
+    records = metrics(run)
+    assert [r["step"] for r in records if "heldout" in r] == [0, 3, 6]
+    assert all(r["time"] > 1.7e9 and set(r["norms"]) == set(r["stages"]) for r in records)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    quiet = cots(2, str(config), "--out", str(tmp_path / "quiet"))  # default: no per-step lines on the console
+    assert "step 3:" not in quiet.stdout and "step 3:" in (tmp_path / "quiet" / "train.log").read_text()
+    bad = cots(1, str(config), "--out", str(tmp_path / "bad"), "--log-level", "loud", check=False)
+    assert bad.returncode == 2 and "invalid choice: 'loud'" in bad.stderr

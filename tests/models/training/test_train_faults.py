@@ -122,7 +122,8 @@ def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path, sig):
     assert done.returncode == 128 + sig, done.stderr[-2000:]
     lines = errors(done)
     name = signal.Signals(sig).name
-    assert len(lines) == 1 and lines[0].startswith(f"cots train: stopped by {name} after step ") and "--resume" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"[rank 0/2] cots train: stopped by {name} after step ")
+    assert "--resume" in lines[0]
     step = int(lines[0].split("after step ")[1].split(":")[0]) + 1
     assert step < steps and (stopped / "checkpoints" / f"step-{step:08d}").is_dir()
     resumed = train(config, stopped, "--resume")
@@ -167,7 +168,9 @@ def test_fresh_clears_the_earlier_run_and_nothing_else(tmp_path):
         (run / name).parent.mkdir(exist_ok=True)
         (run / name).write_text("earlier")
     assert train(config, run, "--fresh", "--until", "1").returncode == 0
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "metrics.jsonl", "notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "curves.png", "loss.png",
+                                                     "metrics.jsonl", "notes.txt", "train.log"]
+    assert (run / "train.log").read_text().count("cots train: 1 stage(s)") == 1  # the earlier run's log went too
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
 
 
