@@ -48,6 +48,7 @@ bench: venv
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_learning.py
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_data.py
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_rank_invariance.py
+	$(ONE_THREAD) $(BIN)/python benchmarks/bench_selectivity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -40,6 +40,9 @@ def reflect_index(lo: int, hi: int, n: int) -> np.ndarray:
     return np.where(idx > n - 1, 2 * (n - 1) - idx, idx)
 
 
+_CACHE_BLOCK = 256 * 1024  # bytes of output rows whitened together (with their input rows, within L2)
+
+
 @dataclass(frozen=True)
 class Whitening:
     """A ZCA whitening filter.
@@ -75,11 +78,20 @@ class Whitening:
         kernel = self.kernel.astype(np.float32)
         h, w = x.shape[0] - 2 * r, x.shape[1] - 2 * r
         out = np.zeros((h, w) + x.shape[2:], dtype=np.float32)  # (bh, bw, C, B)
-        for di in range(self.size):
-            for dj in range(self.size):
-                for ci in range(c):
-                    # (bh, bw, 1, B) * (C, 1): every output channel from input channel ci at this tap
-                    out += x[di:di + h, dj:dj + w, ci:ci + 1] * kernel[di, dj, ci][:, None]
+        # a few output rows at a time, so that the rows the taps read stay in cache (twice as
+        # fast at the demo's size); every element still sums its taps in the same order: the
+        # same bits as one pass per tap over the whole block
+        row_bytes = max(1, w * out.shape[2] * out.shape[3] * 4)
+        step = max(1, _CACHE_BLOCK // row_bytes)
+        for i0 in range(0, h, step):
+            i1 = min(h, i0 + step)
+            block, tap = out[i0:i1], np.empty_like(out[i0:i1])
+            for di in range(self.size):
+                for dj in range(self.size):
+                    for ci in range(c):
+                        # (rows, bw, 1, B) * (C, 1): every output channel from input channel ci at this tap
+                        np.multiply(x[i0 + di:i1 + di, dj:dj + w, ci:ci + 1], kernel[di, dj, ci][:, None], out=tap)
+                        block += tap
         return out
 
     def apply(self, images: np.ndarray, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:

@@ -141,3 +141,13 @@ def test_guess_scores_the_negatives():
     labels = np.array([True] * 5 + [False] * 10)
     guess = guess_selectivity(labels)
     assert guess.heldout_correct == 10 and guess.oracle is None and guess.oracle_accuracy is None
+
+
+@pytest.mark.parametrize("correct,total", [(0, 10), (3, 10), (65, 90), (90, 90), (1, 1), (500, 1000)])
+def test_wilson_interval_matches_scipy(correct, total):
+    """The hand-written interval (no scipy on a training node) against scipy.stats."""
+    from scipy.stats import binomtest
+
+    want = binomtest(correct, total).proportion_ci(0.95, method="wilson")
+    got = wilson_interval(correct, total, z=1.959963984540054)
+    assert got == pytest.approx((want.low, want.high), abs=1e-12)
