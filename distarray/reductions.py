@@ -21,7 +21,7 @@ from . import comm as _comm
 if TYPE_CHECKING:  # pragma: no cover
     from .array import DistArray
 
-__all__ = ["sum", "max", "min", "norm", "dot"]
+__all__ = ["sum", "max", "min", "norm", "dot", "local_squares"]
 
 
 def _accumulator(dtype: np.dtype) -> type:
@@ -66,12 +66,18 @@ def min(x: "DistArray") -> float | int:
     return _extreme(x, "min")
 
 
-def norm(x: "DistArray") -> float:
-    """Collective: the 2-norm of all elements (squares summed in float64)."""
+def local_squares(x: "DistArray") -> float:
+    """This rank's sum of the squares of its block, in float64 (local: no messages). Sum the
+    ranks' values with :func:`distarray.comm.exact_sums` to combine several arrays' in one message."""
     _accumulator(x.dtype)
     xp = backend.get_array_module(x.local)
     flat = x.local.reshape(-1).astype(xp.float64, copy=False)  # (n,)
-    return math.sqrt(_combine(x, float(xp.dot(flat, flat).item())))
+    return float(xp.dot(flat, flat).item())
+
+
+def norm(x: "DistArray") -> float:
+    """Collective: the 2-norm of all elements (squares summed in float64)."""
+    return math.sqrt(_combine(x, local_squares(x)))
 
 
 def dot(x: "DistArray", y: "DistArray") -> float:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from distarray import comm
+from distarray.reductions import local_squares
 
 from ..autoencoder import Losses
 from ..network import Network, stage_of
@@ -27,21 +28,23 @@ __all__ = ["HELDOUT_STEP", "parameter_norms", "replica_mean", "loss_terms", "Hel
 HELDOUT_STEP = 2**40  # the data stream's step of the held-out batch: far beyond any run's steps
 
 
-def _norm(arrays: list[Any]) -> float:
-    """Collective: the 2-norm of several DistArrays together."""
-    return math.sqrt(math.fsum(a.norm() ** 2 for a in arrays))
+def _squares(arrays: list[Any]) -> float:
+    """This rank's sum of squares of several DistArrays' blocks (float64; local)."""
+    return math.fsum(local_squares(a) for a in arrays)
 
 
 def parameter_norms(network: Network, stages: list[int]) -> dict[str, dict[str, float]]:
     """Collective: for each stage in ``stages``, the 2-norm of its parameters (``weight``) and
-    of their last gradients (``grad``), every array of the stage together."""
+    of their last gradients (``grad``), every array of the stage together. One message for
+    all of them: the ranks' sums of squares combined exactly (as distarray's reductions do)."""
     params, grads = network.parameters(), network.gradients(stages)
-    out = {}
+    partials = []
     for s in stages:
         mine = sorted(n for n in params if stage_of(n) == s)
-        out[str(s)] = {"weight": _norm([params[n] for n in mine]),
-                       "grad": _norm([grads[n] for n in mine if n in grads])}
-    return out
+        partials += [_squares([params[n] for n in mine]), _squares([grads[n] for n in mine if n in grads])]
+    totals = comm.exact_sums(network.grid.comm, partials)
+    return {str(s): {"weight": math.sqrt(totals[2 * i]), "grad": math.sqrt(totals[2 * i + 1])}
+            for i, s in enumerate(stages)}
 
 
 def replica_mean(peers: Any, replicas: int, losses: dict[int, Losses]) -> dict[int, Losses]:

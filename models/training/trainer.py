@@ -33,15 +33,15 @@ from distarray.checkpoint import checkpoint_meta, checkpoint_names, load_checkpo
 
 from ..build import build_dataset, build_network, build_preprocess, place, preprocess_from_meta
 from ..config import Config, parse_config
+from ..extras import MissingExtra
+from ..logs import PROGRESS
 from ..network import stage_of
 from ..optim import make_optimizer
 from .checkpoints import checkpoint_path, latest_checkpoint, prune_checkpoints, training_arrays
 from .feed import BatchFeed
 from .guard import NonFiniteError, SignalFlag, agree_step, nonfinite_stages
-from .monitor import HeldOutBatch, loss_terms, parameter_norms, replica_mean
-from ..extras import MissingExtra
-from ..logs import PROGRESS
 from .metrics import MetricsLog, Progress, TensorBoardLog, refresh_plots
+from .monitor import HeldOutBatch, loss_terms, parameter_norms, replica_mean
 
 _progress = logging.getLogger(PROGRESS)
 
