@@ -1,8 +1,9 @@
 """The optional packages, each behind the extra that installs it.
 
 A training node needs numpy, mpi4py, Pillow and tqdm only (``pip install cots-hpc``, about
-124 MB with its dependencies). The rest comes with extras, so that a cluster's nodes do not
-each carry 280 MB of plotting and image-processing packages they never import:
+124 MB with its dependencies, measured in a fresh venv). The rest comes with extras, so that
+a cluster's nodes do not each carry the 280 MB that scikit-image and matplotlib (with scipy,
+networkx, ...) add, which they never import:
 
 =============  ===================================  ==========================================
 extra          packages                             what needs them
