@@ -114,9 +114,10 @@ def _smooth(xs: list[int], ys: list[float], window: int) -> tuple[list[int], lis
 
 
 def plot_curves(records: list[dict[str, Any]], png: str | Path, title: str = "training") -> Path:
-    """Draw the run's other curves to ``png``: held-out against training objective per stage,
-    weight and gradient norms per stage, the learning rate, samples/s, and the shares of a
-    step spent waiting for data, communicating and computing."""
+    """Draw the run's other curves to ``png``: the held-out objective and its reconstruction
+    term against the training objective per stage, weight and gradient norms per stage, the
+    learning rate, samples/s, and the shares of a step spent waiting for data, communicating
+    and computing."""
     plt = _pyplot()
     stages = sorted({s for r in records for s in r.get("stages", {})}, key=int)
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), dpi=100)
@@ -124,6 +125,8 @@ def plot_curves(records: list[dict[str, Any]], png: str | Path, title: str = "tr
     for s in stages:
         held.plot(*_series(records, lambda r: r["stages"][s]["loss"]), "-", lw=1, label=f"stage {s} training")
         held.plot(*_series(records, lambda r: r["heldout"][s]["loss"]), "o--", ms=3, lw=1, label=f"stage {s} held-out")
+        held.plot(*_series(records, lambda r: r["heldout"][s]["reconstruction"]), "x:", ms=3, lw=1,
+                  label=f"stage {s} held-out reconstruction")
         norms.plot(*_series(records, lambda r: r["norms"][s]["weight"]), "-", lw=1.2, label=f"stage {s}")
         grads.plot(*_series(records, lambda r: r["norms"][s]["grad"]), "-", lw=1, label=f"stage {s}")
     lr.plot(*_series(records, lambda r: r["lr"]), "-", lw=1.2)
