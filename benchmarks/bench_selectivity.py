@@ -42,6 +42,11 @@ FACTORS: dict[str, list[tuple[Any, list[str]]]] = {
     "input": [(n, [f"model.input=[{n},{n},1]"]) for n in (40, 64)],
     "face_share": [(f, [f"data.face_share={f}"]) for f in (0.03, 0.3)],
     "input_96": [(96, ["model.input=[96,96,1]"])],
+    # a third stage, a copy of the second (no setting of its own chosen), at Le et al.'s 200 x 200: does
+    # a larger receptive field bring back what 200 x 200 lost against 64 and 96?
+    "depth_at_200": [(3, ["model.input=[200,200,1]", "model.stages=[" + ", ".join(
+        ['{k=8, maps=8, stride=3, pool=2, lcn=3, lambda=0.8, tied=true, norm="encoder"}']
+        + ['{k=4, maps=8, pool=2, lcn=3, lambda=0.8, tied=true, norm="encoder"}'] * 2) + "]"])],
     # the 64 x 64 run again at other seeds (weights, samples, split): how much of its figure is one draw
     "seed_at_64": [(s, ["model.input=[64,64,1]", f"model.seed={s}"]) for s in (1, 2)],
 }
