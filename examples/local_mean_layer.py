@@ -14,8 +14,6 @@ checks it at 1-4 ranks against the serial reference below. The three steps of ev
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 import distarray as da
