@@ -17,7 +17,10 @@ this process against this NumPy's BLAS:
   stride 1, M=8, for Le et al.'s first stage (C=3) and second stage (C=8): ``fwd``
   (``lc_forward``), ``wgrad`` (``lc_weight_grad``), ``dgrad`` (``lc_input_grad``, which adds
   into its output), ``bwd`` (wgrad then dgrad) and ``fwd_bwd`` (all three). Useful FLOPs per
-  output location: forward 2*M*K*B (K = k*k*C), each gradient the same, fwd_bwd 6*M*K*B;
+  output location: forward 2*M*K*B (K = k*k*C), each gradient the same, fwd_bwd 6*M*K*B.
+  These use the kernels ``kernel="auto"`` picks (``kernels_chosen`` in the JSON); the two
+  gradient implementations are also timed forced, ``lc_{wgrad,dgrad,fwd_bwd}_patches`` and
+  ``..._batch_major`` (:mod:`layers.lc_gradients`), in the same run;
 - the layer wrapper: ``layers.LocallyConnected2D`` on a 1x1 process grid, ``forward(x)``
   then ``backward(dy)``, stage 1 shape, counted with the same useful FLOPs (its bias is extra);
 - window kernels of :mod:`layers.window_kernels` on an (H, W, C, B) input, Le et al.'s
@@ -86,7 +89,8 @@ import numpy as np  # noqa: E402
 
 import distarray as da  # noqa: E402
 import layers  # noqa: E402
-from layers.lc_kernels import fan_in, lc_forward, lc_input_grad, lc_weight_grad, out_extent  # noqa: E402
+from layers.lc_kernels import (  # noqa: E402
+    choose_kernel, fan_in, lc_forward, lc_input_grad, lc_weight_grad, out_extent)
 from layers.reference import lc_reference  # noqa: E402
 from layers.window_kernels import l2pool_backward, l2pool_forward, lcn_backward, lcn_forward  # noqa: E402
 
@@ -176,11 +180,12 @@ def check_kernels(xb: Any, w: Any, dy: Any, shape: LCShape) -> tuple[Any, Any, A
     ref = lc_reference(xb.astype(np.float64), w.astype(np.float64), None, shape.k, shape.stride, 0)
     if not np.allclose(y, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max()):
         raise AssertionError(f"{shape.name}: lc_forward disagrees with lc_reference")
-    dw = lc_weight_grad(xb, dy, shape.k, shape.stride)  # (oh, ow, M, K)
-    dx = lc_input_grad(w, dy, shape.k, shape.stride, xb.shape[:2])  # (H, W, C, B)
     inner = np.vdot(dy.astype(np.float64), ref)
-    if not (close(np.vdot(dw.astype(np.float64), w), inner) and close(np.vdot(dx.astype(np.float64), xb), inner)):
-        raise AssertionError(f"{shape.name}: lc_weight_grad or lc_input_grad fails the adjoint identity")
+    for kernel in ("patches", "batch-major"):
+        dw = lc_weight_grad(xb, dy, shape.k, shape.stride, kernel=kernel)  # (oh, ow, M, K)
+        dx = lc_input_grad(w, dy, shape.k, shape.stride, xb.shape[:2], kernel=kernel)  # (H, W, C, B)
+        if not (close(np.vdot(dw.astype(np.float64), w), inner) and close(np.vdot(dx.astype(np.float64), xb), inner)):
+            raise AssertionError(f"{shape.name}: the {kernel} gradients fail the adjoint identity")
     return y, dw, dx
 
 
@@ -216,25 +221,31 @@ def bench_lc(timer: Timer, shape: LCShape, rng: np.random.Generator) -> dict:
     def fwd() -> None:
         lc_forward(xb, w, k, s, out=y)
 
-    def wgrad() -> None:
-        lc_weight_grad(xb, dy, k, s, out=dw)
+    def wgrad(kernel: str | None = None) -> None:
+        lc_weight_grad(xb, dy, k, s, out=dw, kernel=kernel)
 
-    def dgrad() -> None:
-        lc_input_grad(w, dy, k, s, (shape.H, shape.W), out=dx)
+    def dgrad(kernel: str | None = None) -> None:
+        lc_input_grad(w, dy, k, s, (shape.H, shape.W), out=dx, kernel=kernel)
 
-    def bwd() -> None:
-        wgrad()
-        dgrad()
+    def bwd(kernel: str | None = None) -> None:
+        wgrad(kernel)
+        dgrad(kernel)
 
-    def fwd_bwd() -> None:
+    def fwd_bwd(kernel: str | None = None) -> None:
         fwd()
-        bwd()
+        bwd(kernel)
 
     one, d = shape.gemm_flops, shape.describe()
-    entry = asdict(shape) | {"oh": oh, "ow": ow, "K": shape.K, "flops_per_gemm": one}
+    chosen = {p: choose_kernel(None, p, k, s, shape.C, shape.M, shape.B) for p in ("weight", "input")}
+    entry = asdict(shape) | {"oh": oh, "ow": ow, "K": shape.K, "flops_per_gemm": one, "kernels_chosen": chosen}
     for part, op, gemms in (("fwd", fwd, 1), ("wgrad", wgrad, 1), ("dgrad", dgrad, 1), ("bwd", bwd, 2),
                             ("fwd_bwd", fwd_bwd, 3)):
         entry[f"lc_{part}_gflops"] = timer(f"{shape.name}_lc_{part}", d, op, gemms * one, "GFLOP/s")
+    for kernel in ("patches", "batch-major"):  # each gradient implementation forced, same run
+        tag = kernel.replace("-", "_")
+        for part, op, gemms in (("wgrad", wgrad, 1), ("dgrad", dgrad, 1), ("fwd_bwd", fwd_bwd, 3)):
+            entry[f"lc_{part}_{tag}_gflops"] = timer(f"{shape.name}_{part}_{tag}", d, lambda: op(kernel),
+                                                     gemms * one, "GFLOP/s")
     return entry
 
 
@@ -380,10 +391,10 @@ def print_table(result: dict, timer: Timer) -> None:
           f"ceilings: sgemm {result['sgemm_gflops']:.1f} GFLOP/s (best of start and end), "
           f"memcpy {result['memcpy_gbs']:.1f} GB/s")
     ceilings = {"GFLOP/s": result["sgemm_gflops"], "GB/s": result["memcpy_gbs"]}
-    print(f"{'measurement':<22}{'shape':<26}{'best ms':>10}{'median ms':>11}{'rate':>9}  {'unit':<9}"
+    print(f"{'measurement':<28}{'shape':<26}{'best ms':>10}{'median ms':>11}{'rate':>9}  {'unit':<9}"
           f"{'of ceiling':>10}")
     for name, t in timer.timings.items():
-        print(f"{name:<22}{timer.details[name]:<26}{t['best_s'] * 1e3:10.2f}{t['median_s'] * 1e3:11.2f}"
+        print(f"{name:<28}{timer.details[name]:<26}{t['best_s'] * 1e3:10.2f}{t['median_s'] * 1e3:11.2f}"
               f"{t['rate']:9.2f}  {t['unit']:<9}{t['rate'] / ceilings[t['unit']]:10.3f}")
     print("of ceiling: rate / sgemm for GFLOP/s rows, rate / memcpy for GB/s rows (rates at the best time)")
     if result["torch"] is None:

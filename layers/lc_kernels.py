@@ -16,6 +16,13 @@ one batched ``matmul``: forward ``w @ P``, weight gradient ``dy @ P^T``, input g
 ``w^T @ dy`` followed by the overlap-add of the patches back into the strip. The full
 im2col of the layer is never built.
 
+The two gradients have a second implementation in :mod:`layers.lc_gradients` (batch-major
+strips: BLAS on plain strided matrices, no overlap-add), which is faster where the batch is
+small and the filters large (Le et al.'s shapes). ``kernel="auto"`` (the default, or the
+module's ``KERNEL``) picks per call by the rule in :func:`choose_kernel`, measured in
+benchmarks/bench_layers.py; ``"patches"`` and ``"batch-major"`` force one. Both agree to
+float rounding; the tests run both.
+
 All functions take the input box ``xb`` exactly as the outputs need it: row s*i + di of
 ``xb`` is input row s*i + di of the (padded) window of output row i, so ``Hb = s*(oh-1) +
 k`` at least. Padding is whatever zeros the box already holds.
@@ -27,9 +34,34 @@ from typing import Any
 
 from distarray.backend import get_array_module
 
-__all__ = ["fan_in", "out_extent", "lc_forward", "lc_weight_grad", "lc_input_grad", "STRIP_BYTES"]
+from .lc_gradients import input_grad_by_position, weight_grad_batch_major
+
+__all__ = ["fan_in", "out_extent", "lc_forward", "lc_weight_grad", "lc_input_grad", "choose_kernel",
+           "KERNELS", "KERNEL", "STRIP_BYTES"]
 
 STRIP_BYTES = 1 << 19  # a row's strip is cut into column blocks of about this size (L2-sized)
+KERNELS = ("auto", "patches", "batch-major")
+KERNEL = "auto"  # the default of every call; tests and benchmarks may set it
+
+
+def choose_kernel(kernel: str | None, pass_: str, k: int, stride: int, channels: int, maps: int,
+                  batch: int) -> str:
+    """``"patches"`` or ``"batch-major"`` for the gradient ``pass_`` ("weight" or "input").
+
+    ``"auto"`` follows benchmarks/bench_layers.py on one core (docs/benchmarks.md): the
+    batch-major weight gradient wins at batch 32 on every shape measured (2.5x at Le et al.'s)
+    and loses at 128, where the patch form's inner dimension is long enough; the input
+    gradient by strip position wins only when its products are large, T*M >= 96 rows
+    (T = ceil(k/stride)) and k*C >= 48 columns (Le et al.'s k = 18 stages, 1.1-1.2x).
+    """
+    kernel = KERNEL if kernel is None else kernel
+    if kernel not in KERNELS:
+        raise ValueError(f"expected a kernel in {KERNELS}, got {kernel!r}")
+    if kernel != "auto":
+        return kernel
+    if pass_ == "weight":
+        return "batch-major" if batch <= 64 else "patches"
+    return "batch-major" if -(-k // stride) * maps >= 96 and k * channels >= 48 else "patches"
 
 
 def fan_in(k: int, channels: int) -> int:
@@ -141,11 +173,12 @@ def lc_forward(xb: Any, w: Any, k: int, stride: int = 1, bias: Any = None, out: 
     return out
 
 
-def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, accumulate: bool = False) -> Any:
+def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, accumulate: bool = False,
+                   kernel: str | None = None) -> Any:
     """Weight gradient: ``dw[i, j] = dy[i, j] @ patch(i, j)^T``, shape (oh, ow, M, K).
 
     ``out`` (oh, ow, M, K) is overwritten, or added to with ``accumulate`` (tied weights:
-    the decoder's part, then the encoder's).
+    the decoder's part, then the encoder's). ``kernel``: see :func:`choose_kernel`.
     """
     xp = get_array_module(xb)
     oh, ow, maps, batch = dy.shape
@@ -155,6 +188,8 @@ def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, a
     rows, cols = (0, oh), (0, ow)
     if not oh or not ow:
         return out
+    if choose_kernel(kernel, "weight", k, stride, xb.shape[2], maps, batch) == "batch-major":
+        return weight_grad_batch_major(xb, dy, k, stride, out, accumulate)
     tmp = None
     for i, j0, j1, patches in _row_patches(xp, xb, rows, cols, k, stride):
         if tmp is None:
@@ -169,11 +204,13 @@ def lc_weight_grad(xb: Any, dy: Any, k: int, stride: int = 1, out: Any = None, a
     return out
 
 
-def lc_input_grad(w: Any, dy: Any, k: int, stride: int, box_hw: tuple[int, int], out: Any = None) -> Any:
+def lc_input_grad(w: Any, dy: Any, k: int, stride: int, box_hw: tuple[int, int], out: Any = None,
+                  kernel: str | None = None) -> Any:
     """Input gradient: the overlap-add of ``w[i, j]^T @ dy[i, j]`` over the input box.
 
     This is also the transposed (decoder) layer's forward pass. ``box_hw`` is (Hb, Wb).
     ``out`` (Hb, Wb, C, B), if given, is added to (not overwritten); a new one starts at zero.
+    ``kernel``: see :func:`choose_kernel`.
     """
     xp = get_array_module(w)
     oh, ow, maps, kk = w.shape
@@ -189,6 +226,8 @@ def lc_input_grad(w: Any, dy: Any, k: int, stride: int, box_hw: tuple[int, int],
     rows, cols = (0, oh), (0, ow)
     if not oh or not ow:
         return out
+    if choose_kernel(kernel, "input", k, stride, channels, maps, batch) == "batch-major":
+        return input_grad_by_position(w, dy, k, stride, out)
     strip, per_col = _strip_buffer(xp, out, k, stride, cols[1] - cols[0])
     width = (strip.shape[0] - k) // stride + 1
     dpatch = xp.empty((width, k, k * channels * batch), dtype=w.dtype)  # (n, k(dj), k*C*B)

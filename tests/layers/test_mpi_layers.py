@@ -2,7 +2,8 @@
 one rank (COMM_SELF), which the serial tests check against the references and finite
 differences. Forward outputs, weight and bias gradients are bit-identical to the one-rank
 run (each location's GEMMs see the same data); input gradients add contributions from
-several ranks in another order and agree to float32 rounding."""
+several ranks in another order and agree to float32 rounding. The locally connected tests
+run both gradient kernels (patches and batch-major)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 import distarray as da
 from distarray import comm as _comm
-from layers import L2Pooling, LocalContrastNorm, LocallyConnected2D, LocallyConnectedTranspose2D
+from layers import L2Pooling, LocalContrastNorm, LocallyConnected2D, LocallyConnectedTranspose2D, lc_kernels
 from layers.reference import l2pool_reference, lc_reference, lcn_reference
 
 from ..distarray.mpi_helpers import SEED, grid, size
@@ -57,9 +58,16 @@ def run(layer, serial, x_global, dy_global):
     return (y, ys), (dx, dxs)
 
 
+@pytest.fixture(params=["patches", "batch-major"])
+def kernel(request, monkeypatch):
+    """Both implementations of the gradient kernels (layers.lc_kernels.KERNEL)."""
+    monkeypatch.setattr(lc_kernels, "KERNEL", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dims", GRIDS)
 @pytest.mark.parametrize("name", list(LC_CASES))
-def test_locally_connected(dims, name):
+def test_locally_connected(dims, name, kernel):
     H, W, C, B, k, s, p, M = LC_CASES[name]
     layer, serial = twins(LocallyConnected2D, (H, W, C), M, k, stride=s, padding=p, seed=SEED, dims=dims)
     bias = data(layer.out_shape, SEED + 1)
@@ -78,7 +86,7 @@ def test_locally_connected(dims, name):
 
 @pytest.mark.parametrize("dims", GRIDS)
 @pytest.mark.parametrize("name", list(LC_CASES))
-def test_transpose(dims, name):
+def test_transpose(dims, name, kernel):
     H, W, C, B, k, s, p, M = LC_CASES[name]
     dec, serial = twins(LocallyConnectedTranspose2D, (H, W, C), M, k, stride=s, padding=p, seed=SEED, dims=dims)
     h, g = data(dec.out_shape + (B,), SEED + 4), data((H, W, C, B), SEED + 5)
