@@ -8,7 +8,7 @@ MPI_TIMEOUT ?= 600
 ONE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 MPIRUN := $(ONE_THREAD) timeout --kill-after=10 $(MPI_TIMEOUT) $(BIN)/mpiexec
 
-.PHONY: venv test test-serial test-mpi demo bench clean
+.PHONY: venv test test-serial test-mpi demo bench gpu-check gpu-wheels clean
 
 venv: $(BIN)/.installed
 
@@ -49,6 +49,18 @@ bench: venv
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_data.py
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_rank_invariance.py
 	$(ONE_THREAD) $(BIN)/python benchmarks/bench_selectivity.py
+
+# On a machine with a GPU, from a fresh copy (no venv needed): the machine's python3 with CuPy.
+# Figures to $$OUT/gpu-check.json (or ./gpu-check.json); docs/gpu.md says what it runs.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) tools/gpu_check.py
+
+# Where the GPU machine has no network: the MPI wheels it may need, fetched here (~16 MB).
+gpu-wheels: venv
+	$(BIN)/pip download --only-binary=:all: --no-deps --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_5_x86_64 \
+	  --platform manylinux1_x86_64 --platform any -d .gpu-wheels pytest-mpi mpich mpi4py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
