@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "learning.json"
 HELDOUT_STEP = 2**40
 HELDOUT_IMAGES = 64
+CURVE_EVERY = 100  # the loss curve in the JSON: the mean loss of each block of this many steps
 OSI_TARGET, RATIO_TARGET = 0.45, 2.0  # issue 15: median OSI >= 0.45 and >= 2x the initial weights'
 
 
@@ -98,6 +99,8 @@ def one_run(config_path: str, sets: list[str], seed: int, steps: int | None) -> 
         "osi_ratio": trained.osi_median / initial.osi_median,
         "final_loss": {key: statistics.fmean(r["stages"]["0"][key] for r in tail)
                        for key in ("reconstruction", "sparsity")},
+        "loss_curve": {"every": CURVE_EVERY, "mean_loss": [
+            statistics.fmean(r["loss"] for r in records[i: i + CURVE_EVERY]) for i in range(0, len(records), CURVE_EVERY)]},
     }
 
 

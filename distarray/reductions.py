@@ -66,13 +66,23 @@ def min(x: "DistArray") -> float | int:
     return _extreme(x, "min")
 
 
+SQUARES_CHUNK = 1 << 22  # elements widened to float64 at a time by local_squares
+
+
 def local_squares(x: "DistArray") -> float:
     """This rank's sum of the squares of its block, in float64 (local: no messages). Sum the
     ranks' values with :func:`distarray.comm.exact_sums` to combine several arrays' in one message."""
     _accumulator(x.dtype)
     xp = backend.get_array_module(x.local)
-    flat = x.local.reshape(-1).astype(xp.float64, copy=False)  # (n,)
-    return float(xp.dot(flat, flat).item())
+    flat = x.local.reshape(-1)  # (n,)
+    if flat.dtype == xp.float64 or flat.size <= SQUARES_CHUNK:
+        wide = flat.astype(xp.float64, copy=False)
+        return float(xp.dot(wide, wide).item())
+    total = 0.0  # float32 blocks in float64 chunks: no block-sized float64 temporary (1 GiB per GiB)
+    for start in range(0, flat.size, SQUARES_CHUNK):
+        wide = flat[start:start + SQUARES_CHUNK].astype(xp.float64)
+        total += float(xp.dot(wide, wide).item())
+    return total
 
 
 def norm(x: "DistArray") -> float:

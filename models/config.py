@@ -48,6 +48,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .optim import OPTIMIZERS, Schedule, check_hyper
+from .precision import ROUNDINGS, STORAGE
 
 __all__ = ["Config", "DataConfig", "DEFAULTS", "ModelConfig", "NORMS", "RunConfig", "StageSpec", "TrainConfig",
            "apply_overrides", "load_config", "parse_config", "stage_specs"]
@@ -152,6 +153,9 @@ class TrainConfig:
     on_nonfinite: str
     heldout_every: int = 100
     tensorboard: bool = False
+    state_dtype: str = "float32"
+    state_rounding: str = "nearest"
+    joint_update: str = "together"
 
     @cached_property
     def lr_schedule(self) -> Schedule:
@@ -218,7 +222,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "mode": "greedy", "steps": 100, "batch": 32, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
         "weight_decay": 0.0, "adagrad_eps": 1e-8, "schedule": "constant", "warmup": 0, "final_lr": 0.0,
         "decay_factor": 0.5, "decay_every": 1000, "log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 2,
-        "on_nonfinite": "stop", "heldout_every": 100, "tensorboard": False,
+        "on_nonfinite": "stop", "heldout_every": 100, "tensorboard": False, "state_dtype": "float32",
+        "state_rounding": "nearest", "joint_update": "together",
     },
     "data": {"source": "bundled"},
     "run": {"grid": "auto", "replicas": 1, "backend": "numpy"},
@@ -227,7 +232,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _STAGE_KEYS = {"k", "maps", "pool", "lcn", "stride", "lambda", "eps", "tied", "norm"}
 _CHOICES = {("train", "mode"): ("greedy", "joint"), ("train", "on_nonfinite"): ("stop", "skip"), ("train", "optimizer"): OPTIMIZERS,
             ("train", "schedule"): Schedule.KINDS, ("model", "dtype"): ("float32", "float64"),
-            ("run", "backend"): ("numpy", "cupy")}
+            ("run", "backend"): ("numpy", "cupy"), ("train", "state_dtype"): STORAGE,
+            ("train", "state_rounding"): ROUNDINGS, ("train", "joint_update"): ("together", "by_stage")}
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:
@@ -302,6 +308,12 @@ def _checked_tables(raw: Mapping[str, Any]) -> dict[str, Any]:
     if train["keep_checkpoints"] < 1 or train["checkpoint_every"] < 0:
         raise ValueError(f"expected train.keep_checkpoints >= 1 and train.checkpoint_every >= 0 (0: at the end "
                          f"only), got {train['keep_checkpoints']} and {train['checkpoint_every']}")
+    if train["state_rounding"] == "stochastic" and train["state_dtype"] != "bfloat16":
+        raise ValueError(f"expected train.state_dtype = \"bfloat16\" with train.state_rounding = \"stochastic\", "
+                         f"got {train['state_dtype']!r}")
+    if train["state_dtype"] != "float32" and model["dtype"] != "float32":
+        raise ValueError(f"expected model.dtype = \"float32\" with train.state_dtype = {train['state_dtype']!r}, "
+                         f"got {model['dtype']!r}")
     try:
         check_hyper(train["momentum"], train["weight_decay"], train["adagrad_eps"])
     except ValueError as exc:

@@ -7,16 +7,23 @@ laid out like the parameters, so checkpoints save and reshard it with them. A pa
 state is allocated at its first update and freed by :meth:`Optimizer.release`, so greedy
 training holds state only for the stage it trains. Updates run in place, chunk by chunk
 (:data:`UPDATE_CHUNK` elements), so their temporaries stay small however big a block is.
+The state may be stored in 16 bits (``state_dtype``: bfloat16 or float16, see
+:mod:`models.precision`) with float32 arithmetic, to halve its memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
+
+import numpy as np
 
 import distarray as da
 from distarray.backend import get_array_module
+
+from .precision import ROUNDINGS, decode, encode, storage_dtype
 
 __all__ = ["Schedule", "Optimizer", "SGD", "Adagrad", "make_optimizer", "check_hyper", "OPTIMIZERS"]
 
@@ -88,11 +95,14 @@ class Optimizer:
     name = "base"
     slots: tuple[str, ...] = ()
 
-    def __init__(self, params: Mapping[str, da.DistArray], weight_decay: float = 0.0):
+    def __init__(self, params: Mapping[str, da.DistArray], weight_decay: float = 0.0,
+                 state_dtype: str = "float32", rounding: str = "nearest"):
         check_hyper(weight_decay=weight_decay)
         self.params = dict(params)
         self.weight_decay = float(weight_decay)
         self.state: dict[str, da.DistArray] = {}  # "{param}.{slot}", allocated at first update
+        self.storage = check_storage(state_dtype, rounding, [p.dtype for p in self.params.values()])
+        self.rounding = rounding
 
     def _names(self, names: Iterable[str] | None) -> list[str]:
         chosen = list(self.params) if names is None else list(names)
@@ -107,7 +117,7 @@ class Optimizer:
         for name in self._names(names):
             for slot in self.slots:
                 if f"{name}.{slot}" not in self.state:
-                    self.state[f"{name}.{slot}"] = da.zeros_like(self.params[name])
+                    self.state[f"{name}.{slot}"] = _zeros_stored(self.params[name], self.storage)
 
     def release(self, names: Iterable[str]) -> None:
         """Free the state of the parameters in ``names`` (a greedy stage that is done); a
@@ -118,25 +128,39 @@ class Optimizer:
 
     def hyper(self) -> dict:
         """Hyper-parameters (for the checkpoint manifest)."""
-        return {"name": self.name, "weight_decay": self.weight_decay}
+        return {"name": self.name, "weight_decay": self.weight_decay, "state_dtype": self.storage,
+                "rounding": self.rounding}
 
-    def step(self, grads: Mapping[str, da.DistArray], lr: float, names: list[str] | None = None) -> None:
+    def step(self, grads: Mapping[str, da.DistArray], lr: float, names: list[str] | None = None,
+             salt: int = 0) -> None:
         """Update the parameters in ``names`` (default all) with ``grads`` at rate ``lr``
-        (local: no communication)."""
+        (local: no communication). ``salt`` (the training step) seeds stochastic rounding."""
         names = self._names(names)
         self.ensure_state(names)
         for name in names:
             state = [self.state[f"{name}.{slot}"].local for slot in self.slots]
-            self.update_block(self.params[name].local, grads[name].local, state, lr)
+            self.update_block(self.params[name].local, grads[name].local, state, lr, salt)
 
-    def update_block(self, w, g, state: list, lr: float) -> None:
+    def update_block(self, w, g, state: list, lr: float, salt: int = 0) -> None:
         """Update one local block ``w`` in place from its gradient ``g`` and state arrays
-        (same shapes), chunk by chunk so that temporaries stay small."""
+        (same shapes), chunk by chunk so that temporaries stay small. State stored in 16
+        bits is decoded into a float32 chunk, updated and encoded back."""
+        stored = self.storage != "float32"
+        work = None
         for part in _parts(w, g, *state):
             wc, gc, *sc = part
             if self.weight_decay:
                 gc = gc + self.weight_decay * wc
-            self._update(wc, gc, sc, lr)
+            if not stored:
+                self._update(wc, gc, sc, lr)
+                continue
+            xp = get_array_module(w)
+            if work is None:
+                work = [xp.empty(min(w.size, UPDATE_CHUNK), dtype=xp.float32) for _ in sc]
+            values = [decode(s, self.storage, buf[: s.size].reshape(s.shape)) for s, buf in zip(sc, work)]
+            self._update(wc, gc, values, lr)
+            for s, v in zip(sc, values):
+                encode(v, self.storage, s, self.rounding, salt)
 
     def _update(self, w, g, state: list, lr: float) -> None:
         """Update ``w`` in place from ``g`` and this optimiser's ``state`` slots (same shapes)."""
@@ -145,6 +169,29 @@ class Optimizer:
 
 #: Elements per chunk of an update: the update's temporaries are this size, not a block's.
 UPDATE_CHUNK = 1 << 20
+
+
+def check_storage(state_dtype: str, rounding: str, param_dtypes: Iterable[Any]) -> str:
+    """``state_dtype`` when it can hold this optimiser's state, else one clear ValueError."""
+    storage_dtype(state_dtype)  # names the formats when unknown
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"expected train.state_rounding in {ROUNDINGS}, got {rounding!r}")
+    if rounding == "stochastic" and state_dtype != "bfloat16":
+        raise ValueError(f"expected train.state_dtype = \"bfloat16\" with stochastic rounding, got {state_dtype!r}")
+    if state_dtype != "float32":
+        others = sorted({str(np.dtype(d)) for d in param_dtypes} - {"float32"})
+        if others:
+            raise ValueError(f"expected float32 parameters for {state_dtype} optimiser state, got {others}")
+    return state_dtype
+
+
+def _zeros_stored(param: da.DistArray, storage: str) -> da.DistArray:
+    """Zero state for ``param`` in its layout, held in ``storage`` (float32: the param's dtype)."""
+    xp = get_array_module(param.local)
+    if storage == "float32":
+        return da.zeros_like(param)
+    layout = dataclasses.replace(param.layout, dtype=storage_dtype(storage))
+    return da.DistArray(xp.zeros(param.local.shape, dtype=layout.dtype), layout, param.grid)
 
 
 def _parts(*arrays):
@@ -164,9 +211,10 @@ class SGD(Optimizer):
     name = "sgd"
     slots = ("momentum",)
 
-    def __init__(self, params: Mapping[str, da.DistArray], momentum: float = 0.9, weight_decay: float = 0.0):
+    def __init__(self, params: Mapping[str, da.DistArray], momentum: float = 0.9, weight_decay: float = 0.0,
+                 state_dtype: str = "float32", rounding: str = "nearest"):
         check_hyper(momentum=momentum)
-        super().__init__(params, weight_decay)
+        super().__init__(params, weight_decay, state_dtype, rounding)
         self.momentum = float(momentum)
 
     def hyper(self) -> dict:
@@ -186,9 +234,10 @@ class Adagrad(Optimizer):
     name = "adagrad"
     slots = ("sum_sq",)
 
-    def __init__(self, params: Mapping[str, da.DistArray], eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(self, params: Mapping[str, da.DistArray], eps: float = 1e-8, weight_decay: float = 0.0,
+                 state_dtype: str = "float32", rounding: str = "nearest"):
         check_hyper(eps=eps)
-        super().__init__(params, weight_decay)
+        super().__init__(params, weight_decay, state_dtype, rounding)
         self.eps = float(eps)
 
     def hyper(self) -> dict:
@@ -209,10 +258,11 @@ OPTIMIZERS = ("sgd", "adagrad")
 
 
 def make_optimizer(name: str, params: Mapping[str, da.DistArray], momentum: float = 0.9,
-                   weight_decay: float = 0.0, eps: float = 1e-8) -> Optimizer:
-    """``"sgd"`` (with momentum) or ``"adagrad"``."""
+                   weight_decay: float = 0.0, eps: float = 1e-8, state_dtype: str = "float32",
+                   rounding: str = "nearest") -> Optimizer:
+    """``"sgd"`` (with momentum) or ``"adagrad"``, its state stored as ``state_dtype``."""
     if name == "sgd":
-        return SGD(params, momentum, weight_decay)
+        return SGD(params, momentum, weight_decay, state_dtype, rounding)
     if name == "adagrad":
-        return Adagrad(params, eps, weight_decay)
+        return Adagrad(params, eps, weight_decay, state_dtype, rounding)
     raise ValueError(f"expected optimizer in {OPTIMIZERS}, got {name!r}")

@@ -9,10 +9,11 @@ over the grid in balanced blocks, each layer fetching the input box its block re
 memory model follows what the implementation allocates (see docs/scaling.md):
 
 - weights: every stage's encoder and decoder weights (tied stages: the encoder's only);
-- gradients and optimiser state (one slot: SGD momentum, Adagrad's sum of squares): only for
-  the stages a step trains. They are allocated at a stage's first step and freed when the
-  trainer moves on, so greedy training holds one stage's; the update runs in chunks and adds
-  no block-sized temporaries;
+- gradients and optimiser state (one slot: SGD momentum, Adagrad's sum of squares, in the
+  bytes of ``train.state_dtype``): only for the stages a step trains, and with
+  ``train.joint_update = "by_stage"`` the gradients of one stage at a time. They are
+  allocated at a stage's first step and freed when the trainer moves on, so greedy training
+  holds one stage's; the update runs in chunks and adds no block-sized temporaries;
 - activations, for the stages a step runs: each layer's fetched input box and its output
   (the layers keep both for the backward pass), the decoder's reconstruction, and the backward
   pass's temporaries (the decoder's fetched gradient box, the gradients of the encoder and
@@ -39,6 +40,7 @@ from layers.lc_kernels import STRIP_BYTES
 from ..build import grid_dims
 from ..config import Config
 from ..network import stage_of
+from ..precision import bytes_per_element
 
 __all__ = ["LayerCost", "RankPlan", "Plan", "format_plan", "plan_network", "suggest_grids"]
 
@@ -192,8 +194,11 @@ def _strip(layer: LayerCost, spec: Any, channels: int, batch: int, itemsize: int
 
 
 def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int], grid: tuple[int, int],
-               batch: int, itemsize: int, optimizer: str, stages: list[int]) -> tuple[RankPlan, dict[str, Any]]:
-    """One rank's memory and work counts for a step that trains ``stages``."""
+               batch: int, itemsize: int, optimizer: str, stages: list[int],
+               state_itemsize: int | None = None, by_stage: bool = False) -> tuple[RankPlan, dict[str, Any]]:
+    """One rank's memory and work counts for a step that trains ``stages``; the optimiser
+    state takes ``state_itemsize`` bytes per element (default: the parameters'), and with
+    ``by_stage`` the step holds one stage's gradients at a time (the largest counts)."""
     top = max(stages)
     shape, layers, act, workspace = input_shape, [], 0, 0
     work: dict[str, Any] = {"kernels": {}, "windows": {}, "calls": 0, "copy_bytes": 0, "optimizer": optimizer,
@@ -244,8 +249,9 @@ def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int
         shape = out
     params = sum(l.params for l in layers)
     trained = sum(l.params for l in layers if stage_of(l.name) in stages)
-    memory = {"weights": params * itemsize, "gradients": trained * itemsize,
-              "optimizer": _SLOTS[optimizer] * trained * itemsize, "activations": act * itemsize,
+    held = max(sum(l.params for l in layers if stage_of(l.name) == s) for s in stages) if by_stage else trained
+    memory = {"weights": params * itemsize, "gradients": held * itemsize,
+              "optimizer": _SLOTS[optimizer] * trained * (state_itemsize or itemsize), "activations": act * itemsize,
               "workspace": workspace}
     plan = RankPlan(rank, (rank // grid[1], rank % grid[1]), layers, memory, flops, work["halo_bytes"],
                     work["messages"])
@@ -296,11 +302,13 @@ def plan_network(config: Config, ranks: int, grid: Sequence[int] | None = None, 
     else:
         phases = [list(range(len(specs)))]
     itemsize = np.dtype(model.dtype).itemsize
+    state_itemsize = itemsize if train.state_dtype == "float32" else bytes_per_element(train.state_dtype)
     plans = []
     for phase in phases:
         per_rank = []
         for rank in range(ranks):
-            plan, work = _rank_plan(rank, specs, (h, w, c), grid, batch, itemsize, train.optimizer, phase)
+            plan, work = _rank_plan(rank, specs, (h, w, c), grid, batch, itemsize, train.optimizer, phase,
+                                    state_itemsize, train.joint_update == "by_stage")
             plan.memory["runtime"] = rates.base_bytes if rates is not None else 0
             plan.memory["total"] = sum(plan.memory.values())
             if rates is not None:

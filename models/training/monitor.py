@@ -33,15 +33,27 @@ def _squares(arrays: list[Any]) -> float:
     return math.fsum(local_squares(a) for a in arrays)
 
 
-def parameter_norms(network: Network, stages: list[int]) -> dict[str, dict[str, float]]:
+def gradient_squares(grads: dict[str, Any]) -> float:
+    """This rank's sum of squares of a stage's gradients (local), for :func:`parameter_norms`
+    once those gradients are freed (joint training by stage)."""
+    return _squares([grads[n] for n in sorted(grads)])
+
+
+def parameter_norms(network: Network, stages: list[int],
+                    grad_squares: dict[int, float] | None = None) -> dict[str, dict[str, float]]:
     """Collective: for each stage in ``stages``, the 2-norm of its parameters (``weight``) and
     of their last gradients (``grad``), every array of the stage together. One message for
-    all of them: the ranks' sums of squares combined exactly (as distarray's reductions do)."""
-    params, grads = network.parameters(), network.gradients(stages)
+    all of them: the ranks' sums of squares combined exactly (as distarray's reductions do).
+    ``grad_squares`` gives this rank's gradient sums of squares of stages whose gradients
+    are no longer held (from :func:`gradient_squares`)."""
+    params = network.parameters()
+    held = [s for s in stages if not grad_squares or s not in grad_squares]
+    grads = network.gradients(held)
     partials = []
     for s in stages:
         mine = sorted(n for n in params if stage_of(n) == s)
-        partials += [_squares([params[n] for n in mine]), _squares([grads[n] for n in mine if n in grads])]
+        squares = grad_squares[s] if s not in held else _squares([grads[n] for n in mine if n in grads])
+        partials += [_squares([params[n] for n in mine]), squares]
     totals = comm.exact_sums(network.grid.comm, partials)
     return {str(s): {"weight": math.sqrt(totals[2 * i]), "grad": math.sqrt(totals[2 * i + 1])}
             for i, s in enumerate(stages)}

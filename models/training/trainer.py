@@ -39,9 +39,9 @@ from ..network import stage_of
 from ..optim import make_optimizer
 from .checkpoints import checkpoint_path, latest_checkpoint, prune_checkpoints, training_arrays
 from .feed import BatchFeed
-from .guard import NonFiniteError, SignalFlag, agree_step, nonfinite_stages
+from .guard import NonFiniteError, SignalFlag, StepVerdict, agree_step, nonfinite_stages
 from .metrics import MetricsLog, Progress, TensorBoardLog, refresh_plots
-from .monitor import HeldOutBatch, loss_terms, parameter_norms, replica_mean
+from .monitor import HeldOutBatch, gradient_squares, loss_terms, parameter_norms, replica_mean
 
 _progress = logging.getLogger(PROGRESS)
 
@@ -87,7 +87,8 @@ class Trainer:
         self.feed = BatchFeed(self.dataset, self.network, self.local_batch_size,
                               self.replica * self.local_batch_size, prefetch)
         self.optimizer = make_optimizer(train.optimizer, self.network.parameters(), train.momentum,
-                                        train.weight_decay, train.adagrad_eps)
+                                        train.weight_decay, train.adagrad_eps, train.state_dtype,
+                                        train.state_rounding)
         self.greedy = train.mode == "greedy"
         self.phase_steps = train.steps
         self.total_steps = train.steps * (len(self.network) if self.greedy else 1)
@@ -98,6 +99,7 @@ class Trainer:
         self.stopped_by = ""  # the signal that stopped the last run(), "" when none did
         self._heldout: HeldOutBatch | None = None  # drawn by run(), after any load
         self._said_no_plots = False
+        self._grad_squares: dict[int, float] = {}  # by-stage joint steps: gradient norms of freed stages
         if config.train.tensorboard:  # on every rank, so that a missing package stops all of them
             TensorBoardLog.check()
 
@@ -128,26 +130,14 @@ class Trainer:
         self.prepare(stages)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is found and reported below, once
             losses = self.network.forward(x, stages)
-            self.network.backward(stages)
-        grads = self.network.gradients(stages)
-        names = list(grads)
-        t_reduce = 0.0
-        if self.replicas > 1:  # each group's gradients are means over its share: average them
-            t0 = time.perf_counter()
-            for name in names:
-                comm.allreduce_array(self.peers, grads[name].local)
-                grads[name].local *= 1.0 / self.replicas
+        if self.replicas > 1:  # each group's losses and gradients are means over its share: average them
             losses = replica_mean(self.peers, self.replicas, losses)
-            t_reduce = time.perf_counter() - t0
-        verdict = agree_step(self.world, self.signals.received, nonfinite_stages(losses, grads, stages), stages)
         lr = self.lr_at(step)
-        if not verdict.nonfinite:
-            self.optimizer.step(grads, lr, names)
-            self.network.project(stages)
+        verdict, t_reduce = self._backward_and_update(step, stages, losses, lr)
         elapsed = time.perf_counter() - start
         t_comm = self.network.comm_seconds - comm_before + t_reduce
         if not verdict.nonfinite or self.config.train.on_nonfinite == "skip":
-            self.step = step + 1  # a step that stops the run is not taken: the state stays that before it
+            self.step = step + 1  # a step that stops the run is not taken (by_stage: its lower stages are updated)
         record = {
             "step": step,
             "lr": lr,
@@ -163,6 +153,44 @@ class Trainer:
         if verdict.signal:
             record["stop_signal"] = verdict.signal_name
         return record
+
+    def _backward_and_update(self, step: int, stages: list[int], losses: dict, lr: float) -> tuple[StepVerdict, float]:
+        """Collective: the gradients of ``stages``, the ranks' agreement on them, and the update.
+
+        ``train.joint_update = "together"``: every stage's gradient, then one update, and
+        none if any stage is not finite. ``"by_stage"`` (joint mode): each stage's gradient
+        is computed, used and freed before the next stage's, so only one stage's gradients
+        exist at a time; a non-finite stage stops the step there (the stages below it are
+        already updated) or, with ``on_nonfinite = "skip"``, skips that stage's update only.
+        Returns the verdict and the seconds spent averaging gradients over replicas."""
+        groups = [[s] for s in stages] if self.config.train.joint_update == "by_stage" else [stages]
+        t_reduce, bad, received = 0.0, [], 0
+        self._grad_squares = {}
+        for group in groups:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.network.backward(group)
+            grads = self.network.gradients(group)
+            if self.replicas > 1:
+                t0 = time.perf_counter()
+                for g in grads.values():
+                    comm.allreduce_array(self.peers, g.local)
+                    g.local *= 1.0 / self.replicas
+                t_reduce += time.perf_counter() - t0
+            verdict = agree_step(self.world, self.signals.received, nonfinite_stages(losses, grads, group), group)
+            received = max(received, verdict.signal)
+            if verdict.nonfinite:
+                bad.extend(verdict.nonfinite)
+                if self.config.train.on_nonfinite == "stop":
+                    break
+                continue
+            if len(groups) > 1:  # by stage: its norm now, before its gradients are freed
+                self._grad_squares[group[0]] = gradient_squares(grads)
+            self.optimizer.step(grads, lr, list(grads), salt=step)
+            self.network.project(group)
+            if len(groups) > 1:
+                self.network.release_gradients(keep=[s for s in stages if s not in group])
+                del grads  # the last reference: freed before the next stage's are allocated
+        return StepVerdict(received, tuple(bad)), t_reduce
 
     def prepare(self, stages: list[int]) -> None:
         """Free the gradients and optimiser state of every stage not in ``stages`` (each step
@@ -229,7 +257,8 @@ class Trainer:
         optimiser (its state would not match), another mode, or, in greedy mode, another
         train.steps (the stage boundaries would move)."""
         now = self.config.train
-        for key, what in (("optimizer", "its optimiser state is for"), ("mode", "it was written in")):
+        for key, what in (("optimizer", "its optimiser state is for"), ("mode", "it was written in"),
+                          ("state_dtype", "its optimiser state is stored as")):
             if getattr(written, key) != getattr(now, key):
                 raise ValueError(f"checkpoint {path}: {what} train.{key} = \"{getattr(written, key)}\", configured "
                                  f"\"{getattr(now, key)}\"; resume with train.{key} = \"{getattr(written, key)}\", "
@@ -309,7 +338,7 @@ class Trainer:
         if skipped:
             record["skipped_files"] = len(skipped)
         stages = self.stages_at(step)
-        record["norms"] = parameter_norms(self.network, stages)
+        record["norms"] = parameter_norms(self.network, stages, self._grad_squares)
         if heldout:
             record["heldout"] = self._heldout.losses(max(stages))
         return True

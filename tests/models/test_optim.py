@@ -268,16 +268,19 @@ def test_base_optimizer_has_no_update():
 def test_make_optimizer_passes_its_arguments():
     params = distribute(draws(np.float64)[0])
     sgd = make_optimizer("sgd", params, momentum=0.5, weight_decay=0.01, eps=0.3)
-    assert type(sgd) is SGD and sgd.hyper() == {"name": "sgd", "weight_decay": 0.01, "momentum": 0.5}
+    assert type(sgd) is SGD and sgd.hyper() == {"name": "sgd", "weight_decay": 0.01, "momentum": 0.5,
+                                        "state_dtype": "float32", "rounding": "nearest"}
     ada = make_optimizer("adagrad", params, momentum=0.5, weight_decay=0.02, eps=1e-6)
-    assert type(ada) is Adagrad and ada.hyper() == {"name": "adagrad", "weight_decay": 0.02, "eps": 1e-6}
+    assert type(ada) is Adagrad and ada.hyper() == {"name": "adagrad", "weight_decay": 0.02, "eps": 1e-6,
+                                            "state_dtype": "float32", "rounding": "nearest"}
 
 
 def test_hyper_defaults_are_floats():
     params = distribute(draws(np.float64)[0])
-    assert SGD(params, momentum=0, weight_decay=0).hyper() == {"name": "sgd", "weight_decay": 0.0, "momentum": 0.0}
+    assert SGD(params, momentum=0, weight_decay=0).hyper() == {"name": "sgd", "weight_decay": 0.0, "momentum": 0.0,
+                                                               "state_dtype": "float32", "rounding": "nearest"}
     hyper = Adagrad(params).hyper()
-    assert hyper == {"name": "adagrad", "weight_decay": 0.0, "eps": 1e-8}
+    assert hyper == {"name": "adagrad", "weight_decay": 0.0, "eps": 1e-8, "state_dtype": "float32", "rounding": "nearest"}
     assert all(type(hyper[key]) is float for key in ("weight_decay", "eps"))
 
 

@@ -25,21 +25,22 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def small(optimizer="sgd", dtype="float32"):
+def small(optimizer="sgd", dtype="float32", state="float32"):
     return parse_config({"model": {"input": [40, 36, 3], "seed": 1, "dtype": dtype, "stages": [
         {"k": 8, "maps": 6, "pool": 3, "lcn": 3}, {"k": 5, "maps": 4, "pool": 2, "lcn": 3}]},
-        "train": {"batch": 16, "optimizer": optimizer, "mode": "joint"}})
+        "train": {"batch": 16, "optimizer": optimizer, "mode": "joint", "state_dtype": state}})
 
 
-@pytest.mark.parametrize("optimizer,dtype,stages", [("sgd", "float32", [0, 1]), ("adagrad", "float64", [1]),
-                                                    ("sgd", "float64", [0])])
-def test_parameter_memory_is_what_the_model_allocates(optimizer, dtype, stages):
-    cfg = small(optimizer, dtype)
+@pytest.mark.parametrize("optimizer,dtype,stages,state", [
+    ("sgd", "float32", [0, 1], "float32"), ("adagrad", "float64", [1], "float32"), ("sgd", "float64", [0], "float32"),
+    ("adagrad", "float32", [0, 1], "bfloat16"), ("sgd", "float32", [1], "float16")])
+def test_parameter_memory_is_what_the_model_allocates(optimizer, dtype, stages, state):
+    cfg = small(optimizer, dtype, state)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         net = build_network(cfg, da.ProcessGrid((1, 1), comm=comm.self_comm()))
-        opt = make_optimizer(optimizer, net.parameters())
+        opt = make_optimizer(optimizer, net.parameters(), state_dtype=state)
         weights = tracemalloc.get_traced_memory()[0] - before
         grads = net.gradients(stages)  # what a step training `stages` allocates
         opt.ensure_state(list(grads))
@@ -57,6 +58,7 @@ def test_parameter_memory_is_what_the_model_allocates(optimizer, dtype, stages):
     assert abs(weights - memory["weights"]) <= 0.01 * memory["weights"], (weights, memory["weights"])
     assert abs(released - weights) <= 0.01 * weights and opt.state == {}
     assert memory["gradients"] == grad_bytes
+    assert memory["optimizer"] == (memory["gradients"] // 2 if state != "float32" else memory["gradients"])
 
 
 def test_le2012_sizes_and_fit():
@@ -180,3 +182,14 @@ def test_cli_bad_input_under_mpiexec_is_one_line_from_rank_0():
                           env=ENV, cwd=ROOT)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and lines == ["cots plan: error: expected --gpu-mem > 0, got -1"], done.stderr
+
+
+def test_sixteen_bit_state_and_by_stage_gradients_in_the_plan():
+    cfg = load_config(ROOT / "configs" / "le2012.toml", ["train.mode=joint"])
+    plain = plan_network(cfg, 2).worst
+    low = plan_network(load_config(ROOT / "configs" / "le2012.toml", [
+        "train.mode=joint", "train.state_dtype=bfloat16", "train.joint_update=by_stage"]), 2).worst
+    assert low.memory["optimizer"] * 2 == plain.memory["optimizer"] == plain.params * 4
+    per_stage = [sum(l.params for l in low.layers if l.name.startswith(f"stage{s}.")) for s in range(3)]
+    assert low.memory["gradients"] == max(per_stage) * 4 < plain.memory["gradients"]
+    assert low.memory["weights"] == plain.memory["weights"]

@@ -25,13 +25,13 @@ from ...distarray.mpi_helpers import grid, rank, size
 pytestmark = pytest.mark.mpi
 
 
-def config(mode="greedy", dtype="float64", optimizer="sgd", replicas=1, grid_dims="auto", steps=3):
+def config(mode="greedy", dtype="float64", optimizer="sgd", replicas=1, grid_dims="auto", steps=3, **train):
     return parse_config({
         "model": {"input": [12, 11, 1], "seed": 4, "dtype": dtype, "stages": [
             {"k": 4, "maps": 3, "pool": 2, "lcn": 3, "eps": 1e-3},
             {"k": 3, "maps": 2, "pool": 2, "lcn": 0, "lambda": 0.2, "eps": 1e-3}]},
         "train": {"mode": mode, "steps": steps, "batch": 4, "optimizer": optimizer, "lr": 0.01,
-                  "schedule": "cosine", "warmup": 1},
+                  "schedule": "cosine", "warmup": 1, **train},
         "data": {"source": "bundled", "face_share": 0.25},
         "run": {"replicas": replicas, "grid": grid_dims},
     })
@@ -82,20 +82,27 @@ def test_replicas_match_one_group():
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+def resume_is_exact(cfg, shared_dir, at: int) -> tuple[Trainer, Trainer]:
+    """Resume the checkpoint at step ``at`` in ``shared_dir`` and check that the rest of the
+    run is the same bits as a run that never stopped; returns (resumed, uninterrupted)."""
+    resumed = Trainer(cfg, shared_dir)
+    assert resumed.resume() == at
+    rest = resumed.run()
+    straight = Trainer(cfg)
+    records = straight.run()
+    np.testing.assert_array_equal(losses(rest), losses(records[at:]))
+    ours = weights(resumed)
+    for name, value in weights(straight).items():
+        np.testing.assert_array_equal(ours[name], value, err_msg=name)
+    return resumed, straight
+
+
 def test_resume_equals_uninterrupted(shared_dir):
     cfg = config("greedy", "float32")
     first = Trainer(cfg, shared_dir)
     first.run(until=4)  # into stage 1, with the momentum of both stages in the checkpoint
     assert first.step == 4
-    resumed = Trainer(cfg, shared_dir)
-    assert resumed.resume() == 4
-    rest = resumed.run()
-    straight = Trainer(cfg)
-    records = straight.run()
-    np.testing.assert_array_equal(losses(rest), losses(records[4:]))
-    ours, theirs = weights(resumed), weights(straight)
-    for name in theirs:
-        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+    resumed, _ = resume_is_exact(cfg, shared_dir, 4)
     if rank() == 0:
         steps = [r["step"] for r in map(__import__("json").loads, (shared_dir / "metrics.jsonl").open())]
         assert steps == list(range(resumed.total_steps))
@@ -195,3 +202,35 @@ def test_tied_unit_norm_whitened_training_matches_one_rank(dtype):
                                    err_msg=name)
         if name.startswith("param/"):
             assert np.allclose(np.linalg.norm(ours[name], axis=3), 1.0, atol=1e-5), name
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_sixteen_bit_state_follows_one_rank_and_resumes_exactly(shared_dir, rounding):
+    """bfloat16 optimiser state: uint16 arrays, training that follows the one-rank twin (a
+    state element may round the other way where the two runs' gradients differ in the last
+    float32 bit), and a resume that is the same bits as not stopping."""
+    cfg = config("joint", "float32", "adagrad", steps=4, state_dtype="bfloat16", state_rounding=rounding)
+    trainer = Trainer(cfg, shared_dir)
+    twin = Trainer(cfg, world=_comm.self_comm())
+    got, want = trainer.run(until=2), twin.run()
+    assert all(s.local.dtype == np.uint16 for s in trainer.optimizer.state.values())
+    np.testing.assert_allclose(losses(got), losses(want)[:2], rtol=1e-4)
+    _, straight = resume_is_exact(cfg, shared_dir, 2)
+    theirs = weights(twin)
+    for name, value in weights(straight).items():
+        if name.startswith("param/"):
+            np.testing.assert_allclose(value, theirs[name], rtol=1e-3, atol=1e-3 * float(np.abs(value).max()),
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_joint_update_by_stage_is_the_same_training(optimizer):
+    """by_stage holds one stage's gradients at a time and trains to the same bits as together."""
+    together = Trainer(config("joint", "float32", optimizer, steps=3))
+    by_stage = Trainer(config("joint", "float32", optimizer, steps=3, joint_update="by_stage"))
+    a, b = together.run(), by_stage.run()
+    np.testing.assert_array_equal(losses(a), losses(b))
+    assert [r["norms"] for r in a] == [r["norms"] for r in b] and all(r["norms"]["1"]["grad"] > 0 for r in b)
+    ours = weights(by_stage)
+    for name, value in weights(together).items():
+        np.testing.assert_array_equal(ours[name], value, err_msg=name)

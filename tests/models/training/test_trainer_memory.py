@@ -1,4 +1,5 @@
-"""Greedy training holds one stage's gradients and optimiser state, and still resumes exactly."""
+"""Greedy training holds one stage's gradients and optimiser state, and still resumes exactly;
+joint training by stage holds one stage's gradients at a time."""
 
 from __future__ import annotations
 
@@ -49,3 +50,21 @@ def test_resume_across_the_stage_boundary_is_exact(tmp_path):
     resumed.run()
     for name, w in weights(whole).items():
         np.testing.assert_array_equal(weights(resumed)[name], w, err_msg=name)
+
+
+def test_joint_by_stage_holds_one_stage_of_gradients_at_a_time():
+    cfg = config()
+    cfg = parse_config({**cfg.as_dict(), "train": {**cfg.as_dict()["train"], "mode": "joint",
+                                                    "joint_update": "by_stage"}})
+    trainer = Trainer(cfg, world=comm.self_comm())
+    seen = []
+    backward = trainer.network.backward
+
+    def spy(stages):  # the stages holding gradients while each stage's gradient is computed
+        seen.append((list(stages), held(trainer)[0]))
+        backward(stages)
+
+    trainer.network.backward = spy
+    trainer.run(until=2)
+    assert seen == [([0], []), ([1], [])] * 2  # the stage before was used and freed
+    assert held(trainer) == ([], [0, 1])  # state for both (joint), no gradient kept
