@@ -145,16 +145,16 @@ def input_grad_by_position(w: Any, dy: Any, k: int, stride: int, out: Any) -> An
     lbuf = xp.empty(nq_max * tt * maps * kc, dtype=w.dtype)  # (nq, T, M, kC) rearranged filters
     dytbuf = xp.empty(batch * (width + 2 * (tt - 1)) * maps, dtype=w.dtype)  # (B, n + 2(T-1), M)
     dvbuf = xp.empty(batch * nq_max * kc, dtype=w.dtype)
-    shape_of_zeros = None
+    zeroed_width = None  # the block width the zero slots of lbuf and dyt were laid out for
     for i in range(oh):
         for j0, j1 in blocks:
             n = j1 - j0
             nq = s * (n - 1) + k
             dyt = dytbuf[: batch * (n + 2 * (tt - 1)) * maps].reshape(batch, n + 2 * (tt - 1), maps)
-            if shape_of_zeros != n:  # entries no weight lands on are zero, for this width
+            if zeroed_width != n:  # entries no weight lands on are zero, for this width
                 lbuf[...] = 0
                 dyt[...] = 0
-                shape_of_zeros = n
+                zeroed_width = n
             dv = dvbuf[: batch * nq * kc].reshape(batch, nq, k, channels)  # (B, nq, k, C)
             _row_input_grad(xp, w[i, j0:j1], dy[i, j0:j1], k, s, lbuf[: nq * tt * maps * kc],
                             dyt, dv)

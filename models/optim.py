@@ -146,7 +146,8 @@ class Optimizer:
         (same shapes), chunk by chunk so that temporaries stay small. State stored in 16
         bits is decoded into a float32 chunk, updated and encoded back."""
         stored = self.storage != "float32"
-        work = None
+        xp = get_array_module(w)
+        work = [xp.empty(min(w.size, UPDATE_CHUNK), dtype=xp.float32) for _ in state] if stored else None
         for part in _parts(w, g, *state):
             wc, gc, *sc = part
             if self.weight_decay:
@@ -154,9 +155,6 @@ class Optimizer:
             if not stored:
                 self._update(wc, gc, sc, lr)
                 continue
-            xp = get_array_module(w)
-            if work is None:
-                work = [xp.empty(min(w.size, UPDATE_CHUNK), dtype=xp.float32) for _ in sc]
             values = [decode(s, self.storage, buf[: s.size].reshape(s.shape)) for s, buf in zip(sc, work)]
             self._update(wc, gc, values, lr)
             for s, v in zip(sc, values):
