@@ -41,6 +41,7 @@ from ..build import grid_dims
 from ..config import Config
 from ..network import stage_of
 from ..precision import bytes_per_element
+from .profile import update_key
 
 __all__ = ["LayerCost", "RankPlan", "Plan", "format_plan", "plan_network", "suggest_grids"]
 
@@ -195,13 +196,15 @@ def _strip(layer: LayerCost, spec: Any, channels: int, batch: int, itemsize: int
 
 def _rank_plan(rank: int, specs: Sequence[Any], input_shape: tuple[int, int, int], grid: tuple[int, int],
                batch: int, itemsize: int, optimizer: str, stages: list[int],
-               state_itemsize: int | None = None, by_stage: bool = False) -> tuple[RankPlan, dict[str, Any]]:
+               state_itemsize: int | None = None, by_stage: bool = False,
+               update: str | None = None) -> tuple[RankPlan, dict[str, Any]]:
     """One rank's memory and work counts for a step that trains ``stages``; the optimiser
     state takes ``state_itemsize`` bytes per element (default: the parameters'), and with
-    ``by_stage`` the step holds one stage's gradients at a time (the largest counts)."""
+    ``by_stage`` the step holds one stage's gradients at a time (the largest counts). ``update``
+    names the update's measured rate (:func:`models.planning.profile.update_key`)."""
     top = max(stages)
     shape, layers, act, workspace = input_shape, [], 0, 0
-    work: dict[str, Any] = {"kernels": {}, "windows": {}, "calls": 0, "copy_bytes": 0, "optimizer": optimizer,
+    work: dict[str, Any] = {"kernels": {}, "windows": {}, "calls": 0, "copy_bytes": 0, "optimizer": update or optimizer,
                             "update_params": 0, "halo_bytes": 0, "messages": 0, "samples": batch,
                             "sample_values": int(np.prod(input_shape))}
     flops = 0
@@ -308,7 +311,8 @@ def plan_network(config: Config, ranks: int, grid: Sequence[int] | None = None, 
         per_rank = []
         for rank in range(ranks):
             plan, work = _rank_plan(rank, specs, (h, w, c), grid, batch, itemsize, train.optimizer, phase,
-                                    state_itemsize, train.joint_update == "by_stage")
+                                    state_itemsize, train.joint_update == "by_stage",
+                                    update_key(train.optimizer, train.state_dtype, train.state_rounding))
             plan.memory["runtime"] = rates.base_bytes if rates is not None else 0
             plan.memory["total"] = sum(plan.memory.values())
             if rates is not None:

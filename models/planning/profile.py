@@ -20,7 +20,7 @@ Measured only (absent from a hand-made profile, where the model falls back on th
   contrast normalisation (forward) with 5x5 windows, on inputs of a quarter of the block;
 - ``update_seconds``: seconds per parameter of each optimiser's in-place update (the
   chunked code path of :meth:`models.optim.Optimizer.update_block`), over blocks beyond the
-  cache;
+  cache, with float32 state and with each 16-bit state storage (keys: :func:`update_key`);
 - ``call_seconds``: the fixed cost of one layer call (Python, plans, bookkeeping);
 - ``data_seconds``: seconds to draw one sample of the bundled data set, as ``a + b * values``
   (values = H x W x C): every rank draws the whole batch each step;
@@ -106,10 +106,12 @@ class Rates:
         a, b = self.data_seconds
         overhead = work["calls"] * self.call_seconds + work["samples"] * (a + b * work["sample_values"])
         compute = kernels + windows + overhead
-        if self.update_seconds and work["optimizer"] in self.update_seconds:
-            per_param = self.update_seconds[work["optimizer"]]
+        measured = self.update_seconds or {}
+        plain = work["optimizer"].split("/")[0]  # a profile from before 16-bit state: its float32 rate
+        if work["optimizer"] in measured or plain in measured:
+            per_param = measured.get(work["optimizer"], measured.get(plain))
         else:  # not measured: the update's passes over weights, gradients and state
-            per_param = UPDATE_PASSES[work["optimizer"]] * itemsize / self.memory_bw
+            per_param = UPDATE_PASSES[plain] * itemsize / self.memory_bw
         memory = work["copy_bytes"] / self.memory_bw + work["update_params"] * per_param
         comm = work["halo_bytes"] / self.network_bw + work["messages"] * self.latency
         return {"compute": compute, "kernels": kernels, "windows": windows, "overhead": overhead,
@@ -244,19 +246,32 @@ def _memory_rate(block_bytes: int = BLOCK_BYTES) -> float:
     return 2.0 * a.nbytes / seconds
 
 
+#: The optimiser-state storage calibrated besides float32 (``train.state_dtype``, rounding).
+STATE_STORAGE = (("bfloat16", "nearest"), ("bfloat16", "stochastic"), ("float16", "nearest"))
+
+
+def update_key(optimizer: str, state_dtype: str = "float32", rounding: str = "nearest") -> str:
+    """The ``update_seconds`` key of an optimiser with its state stored as ``state_dtype``:
+    ``"adagrad"`` for float32 state, ``"adagrad/bfloat16/stochastic"`` otherwise."""
+    return optimizer if state_dtype == "float32" else f"{optimizer}/{state_dtype}/{rounding}"
+
+
 def _update_seconds(block_bytes: int = BLOCK_BYTES) -> dict[str, float]:
     """Seconds per parameter of each optimiser's update of a ``block_bytes`` block (with its
-    gradient and state, as large)."""
+    gradient and state, as large), for float32 state and each 16-bit storage."""
     from ..optim import OPTIMIZERS, make_optimizer
+    from ..precision import storage_dtype
 
     n = max(1, block_bytes // 4)
     w, g = np.ones(n, np.float32), np.full(n, 1e-3, np.float32)
     seconds = {}
     for name in OPTIMIZERS:
-        optimizer = make_optimizer(name, {})
-        state = [np.zeros_like(w) for _ in optimizer.slots]
-        optimizer.update_block(w, g, state, 1e-3)  # warm up
-        seconds[name] = _median_seconds(lambda: optimizer.update_block(w, g, state, 1e-3), 3) / n
+        for stored, rounding in (("float32", "nearest"),) + STATE_STORAGE:
+            optimizer = make_optimizer(name, {}, state_dtype=stored, rounding=rounding)
+            state = [np.zeros(n, storage_dtype(stored)) for _ in optimizer.slots]
+            optimizer.update_block(w, g, state, 1e-3)  # warm up
+            seconds[update_key(name, stored, rounding)] = _median_seconds(
+                lambda: optimizer.update_block(w, g, state, 1e-3), 3) / n
     return seconds
 
 

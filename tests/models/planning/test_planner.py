@@ -36,6 +36,7 @@ def small(optimizer="sgd", dtype="float32", state="float32"):
     ("adagrad", "float32", [0, 1], "bfloat16"), ("sgd", "float32", [1], "float16")])
 def test_parameter_memory_is_what_the_model_allocates(optimizer, dtype, stages, state):
     cfg = small(optimizer, dtype, state)
+    build_network(cfg, da.ProcessGrid((1, 1), comm=comm.self_comm()))  # one-time allocations (caches) first
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -118,6 +119,11 @@ def test_cost_model_arithmetic_on_given_work():
     measured = Rates(1e9, 2e9, 1e8, 1e-5, update_seconds={"adagrad": 2e-9, "sgd": 1e-9})
     t = measured.predict({**work, "update_params": 1e9}, itemsize=4)
     assert t["memory"] == pytest.approx(1e9 / 2e9 + 1e9 * 2e-9)  # copies by bandwidth, the update as measured
+    stored = Rates(1e9, 2e9, 1e8, 1e-5, update_seconds={"adagrad": 2e-9, "adagrad/bfloat16/stochastic": 5e-9})
+    t = stored.predict({**work, "update_params": 1e9, "optimizer": "adagrad/bfloat16/stochastic"}, itemsize=4)
+    assert t["memory"] == pytest.approx(1e9 / 2e9 + 1e9 * 5e-9)  # the 16-bit state's own rate
+    t = measured.predict({**work, "update_params": 1e9, "optimizer": "adagrad/float16/nearest"}, itemsize=4)
+    assert t["memory"] == pytest.approx(1e9 / 2e9 + 1e9 * 2e-9)  # an older profile: its float32 rate
 
 
 def test_profile_round_trip(tmp_path):
@@ -155,7 +161,9 @@ def test_cli_calibrate_then_plan(tmp_path):
                for points in rates.kernel_flops.values())
     assert sorted(rates.window_seconds) == ["norm_forward", "pool_backward", "pool_forward"]
     assert 0 < rates.call_seconds < 0.1 and rates.data_seconds[0] + rates.data_seconds[1] > 0
-    assert sorted(rates.update_seconds) == ["adagrad", "sgd"] and all(0 < v < 1e-6 for v in rates.update_seconds.values())
+    assert sorted(rates.update_seconds) == sorted(f"{o}{s}" for o in ("adagrad", "sgd") for s in (
+        "", "/bfloat16/nearest", "/bfloat16/stochastic", "/float16/nearest"))
+    assert all(0 < v < 1e-6 for v in rates.update_seconds.values())
     assert 10 * 2**20 < rates.base_bytes < 2**31  # the interpreter, libraries and images
     done = cots_plan("configs/demo.toml", "--ranks", "3", "--grid", "1x3", "--profile", str(profile))
     assert done.returncode == 0 and "grid [1, 3]" in done.stdout and "predicted step" in done.stdout
