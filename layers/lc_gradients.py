@@ -35,7 +35,7 @@ from typing import Any
 
 from distarray.backend import get_array_module
 
-__all__ = ["weight_grad_batch_major", "input_grad_by_position", "BATCH_MAJOR_BYTES", "POSITION_BYTES"]
+__all__ = ["weight_grad_batch_major", "input_grad_by_position", "column_blocks", "BATCH_MAJOR_BYTES", "POSITION_BYTES"]
 
 BATCH_MAJOR_BYTES = 1 << 20  # a row's batch-major strip is cut into column blocks of about this size
 POSITION_BYTES = 1 << 23  # and its rearranged filters (whole rows measured fastest: fewer edges)
@@ -48,7 +48,7 @@ def _strided(xp: Any, base: Any, offset: int, shape: tuple[int, ...], strides: t
                                            strides=tuple(st * item for st in strides))
 
 
-def _column_blocks(n: int, per_col: int, stride: int, budget: int) -> list[tuple[int, int]]:
+def column_blocks(n: int, per_col: int, stride: int, budget: int) -> list[tuple[int, int]]:
     """Blocks [j0, j1) of ``n`` locations whose buffers hold about ``budget`` bytes."""
     step = max(1, budget // max(1, per_col * stride))
     return [(a, min(a + step, n)) for a in range(0, n, step)]
@@ -67,7 +67,7 @@ def weight_grad_batch_major(xb: Any, dy: Any, k: int, stride: int, out: Any, acc
     kk = k * kc
     s = stride
     xt = xp.ascontiguousarray(xb.transpose(3, 1, 0, 2))  # (B, Wb, Hb, C): strips are block copies
-    blocks = _column_blocks(ow, kc * batch * xb.itemsize, s, BATCH_MAJOR_BYTES)
+    blocks = column_blocks(ow, kc * batch * xb.itemsize, s, BATCH_MAJOR_BYTES)
     width = blocks[0][1] - blocks[0][0]
     buf = xp.empty(batch * (s * (width - 1) + k) * kc, dtype=xb.dtype)
     tmp = xp.empty((width, maps, kk), dtype=xb.dtype) if accumulate else None  # (n, M, K)
@@ -139,7 +139,7 @@ def input_grad_by_position(w: Any, dy: Any, k: int, stride: int, out: Any) -> An
     channels = kc // k
     s = stride
     tt = -(-k // s)
-    blocks = _column_blocks(ow, tt * maps * kc * w.itemsize * s, 1, POSITION_BYTES)
+    blocks = column_blocks(ow, tt * maps * kc * w.itemsize * s, 1, POSITION_BYTES)
     width = blocks[0][1] - blocks[0][0]
     nq_max = s * (width - 1) + k
     lbuf = xp.empty(nq_max * tt * maps * kc, dtype=w.dtype)  # (nq, T, M, kC) rearranged filters

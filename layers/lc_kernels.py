@@ -34,7 +34,7 @@ from typing import Any
 
 from distarray.backend import get_array_module
 
-from .lc_gradients import input_grad_by_position, weight_grad_batch_major
+from .lc_gradients import column_blocks, input_grad_by_position, weight_grad_batch_major
 
 __all__ = ["fan_in", "out_extent", "lc_forward", "lc_weight_grad", "lc_input_grad", "choose_kernel",
            "KERNELS", "KERNEL", "STRIP_BYTES"]
@@ -100,8 +100,7 @@ def _check(xb: Any, w: Any, k: int, stride: int) -> tuple[int, int, int, int]:
 def _blocks(cols: tuple[int, int], row_bytes_per_col: int, stride: int) -> list[tuple[int, int]]:
     """Column blocks of [j0, j1) whose strips hold about STRIP_BYTES."""
     j0, j1 = cols
-    step = max(1, STRIP_BYTES // max(1, row_bytes_per_col * stride))
-    return [(a, min(a + step, j1)) for a in range(j0, j1, step)]
+    return [(j0 + a, j0 + b) for a, b in column_blocks(j1 - j0, row_bytes_per_col, stride, STRIP_BYTES)]
 
 
 def _strip(xb: Any, i: int, j0: int, j1: int, k: int, stride: int, buf: Any) -> Any:

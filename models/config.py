@@ -47,7 +47,7 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .optim import OPTIMIZERS, Schedule, check_hyper
+from .optim import OPTIMIZERS, Schedule, check_hyper, check_storage
 from .precision import ROUNDINGS, STORAGE
 
 __all__ = ["Config", "DataConfig", "DEFAULTS", "ModelConfig", "NORMS", "RunConfig", "StageSpec", "TrainConfig",
@@ -308,12 +308,10 @@ def _checked_tables(raw: Mapping[str, Any]) -> dict[str, Any]:
     if train["keep_checkpoints"] < 1 or train["checkpoint_every"] < 0:
         raise ValueError(f"expected train.keep_checkpoints >= 1 and train.checkpoint_every >= 0 (0: at the end "
                          f"only), got {train['keep_checkpoints']} and {train['checkpoint_every']}")
-    if train["state_rounding"] == "stochastic" and train["state_dtype"] != "bfloat16":
-        raise ValueError(f"expected train.state_dtype = \"bfloat16\" with train.state_rounding = \"stochastic\", "
-                         f"got {train['state_dtype']!r}")
-    if train["state_dtype"] != "float32" and model["dtype"] != "float32":
-        raise ValueError(f"expected model.dtype = \"float32\" with train.state_dtype = {train['state_dtype']!r}, "
-                         f"got {model['dtype']!r}")
+    try:
+        check_storage(train["state_dtype"], train["state_rounding"], [model["dtype"]])
+    except ValueError as exc:
+        raise ValueError(f"train.state_dtype, state_rounding or model.dtype do not fit together: {exc}") from None
     try:
         check_hyper(train["momentum"], train["weight_decay"], train["adagrad_eps"])
     except ValueError as exc:

@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ print("TRAIN " + json.dumps({{"build_seconds": built, "steps": len(records), "st
 
 @dataclass
 class Step:
-    """One step: a command, its limit, what it needs, and what it produced."""
+    """One step: a command, its limit, and what it needs."""
 
     name: str
     argv: list[str]
@@ -109,7 +109,6 @@ class Step:
     needs_mpi: bool = False
     json_out: Path | None = None
     marker: str | None = None  # a line prefix whose JSON the output carries
-    result: dict = field(default_factory=dict)
 
 
 def run_step(step: Step, env: dict[str, str]) -> dict:

@@ -17,13 +17,9 @@ from distarray import backend
 needs_gpu = pytest.mark.skipif(not da.gpu_available(), reason="needs CuPy and a GPU (make gpu-check)")
 
 
-def cp():
-    """The cupy module (only after needs_gpu has let the test run)."""
-    return backend.namespace("cupy")
-
-
 def to_device(x: np.ndarray) -> Any:
-    return cp().asarray(x)
+    """``x`` copied into GPU memory (only after needs_gpu has let the test run)."""
+    return backend.namespace("cupy").asarray(x)
 
 
 def rel_err(got: Any, want: Any) -> float:

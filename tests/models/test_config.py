@@ -290,6 +290,14 @@ def test_batch_not_divisible_by_replicas():
     assert parse_config(raw(train={"batch": 12}, run={"replicas": 3})).run.replicas == 3
 
 
+def test_state_storage_must_fit_the_model():
+    assert parse_config(raw(train={"state_dtype": "bfloat16", "state_rounding": "stochastic"})).train.state_dtype == "bfloat16"
+    refused(raw(train={"state_dtype": "float16", "state_rounding": "stochastic"}), "train.state_dtype",
+            'expected train.state_dtype = "bfloat16" with stochastic rounding', "'float16'")
+    refused(raw(model={"dtype": "float64"}, train={"state_dtype": "bfloat16"}), "model.dtype",
+            "expected float32 parameters for bfloat16 optimiser state, got ['float64']")
+
+
 @pytest.mark.parametrize("grid", ["auto", [2, 1], [1, 1], [3, 4]])
 def test_grid_forms_accepted(grid):
     assert tables(raw(run={"grid": grid}))["run"]["grid"] == grid
