@@ -1,10 +1,13 @@
-"""How does face selectivity grow with training steps, input size and the share of faces in
-the data? Train the demo's network one factor at a time away from it, run `cots neurons` on
-each, and record the best neuron's held-out accuracy beside its random controls.
+"""How does face selectivity grow with training steps, input size, the share of faces in the
+data and the number of distinct faces? Train the demo's network one factor at a time away
+from it (and the faces configuration once), run `cots neurons` on each, and record the best
+neuron's held-out accuracy beside its random controls: on the bundled held-out LFW set and,
+with ``--second-set``, on a set that is not LFW (the unaligned faces `cots crops` cuts).
 
-Run (2 ranks per run, runs one after another; about 25 minutes on 2 cores):
+Run (2 ranks per run, runs one after another; about an hour on 2 cores, most of it the
+faces configuration and the third stage at 200 x 200):
 
-    python benchmarks/bench_selectivity.py                        # results/selectivity.json
+    python benchmarks/bench_selectivity.py --second-set /data/unaligned   # results/selectivity.json
     python benchmarks/bench_selectivity.py --only steps --out /tmp/s.json
     python benchmarks/bench_selectivity.py --only seed_at_64 --append
 
@@ -49,7 +52,13 @@ FACTORS: dict[str, list[tuple[Any, list[str]]]] = {
         + ['{k=4, maps=8, pool=2, lcn=3, lambda=0.8, tied=true, norm="encoder"}'] * 2) + "]"])],
     # the 64 x 64 run again at other seeds (weights, samples, split): how much of its figure is one draw
     "seed_at_64": [(s, ["model.input=[64,64,1]", f"model.seed={s}"]) for s in (1, 2)],
+    # how many distinct faces the unlabelled stream holds (the demo: all 70 that the held-out 30 leave)
+    "train_faces": [(n, [f"data.train_faces={n}"]) for n in (3, 10, 30)],
+    # the faces configuration itself (configs/faces.toml: 200 x 200, about 15 minutes of training)
+    "faces_config": [(200, [])],
 }
+#: factors trained from another configuration than the demo
+CONFIGS = {"faces_config": "configs/faces.toml"}
 
 
 def run(cmd: list[str], timeout: int) -> subprocess.CompletedProcess:
@@ -59,29 +68,10 @@ def run(cmd: list[str], timeout: int) -> subprocess.CompletedProcess:
     return done
 
 
-def measure(factor: str, value: Any, sets: list[str], folder: Path) -> dict[str, Any]:
-    """Train the demo with ``sets`` at 2 ranks, analyse it at 2 ranks; the figures."""
-    out = folder / f"{factor}-{value}"
-    mpiexec = [str(BIN / "mpiexec"), "-n", "2"]
-    start = time.perf_counter()
-    train = [*mpiexec, str(BIN / "cots"), "train", "configs/demo.toml", "--out", str(out), "--fresh", "--quiet",
-             "--set", "train.heldout_every=0", "--set", "train.log_every=50"]
-    for s in sets:
-        train += ["--set", s]
-    run(train, 3600)
-    trained = time.perf_counter() - start
-    run([*mpiexec, str(BIN / "cots"), "neurons", str(out), "--quiet", "--stimulus-steps", "20", "--best", "1",
-         "--pool", "200"], 1800)
-    summary = json.loads((out / "neurons.json").read_text())
+def scores(summary: dict[str, Any]) -> dict[str, Any]:
+    """The trained network's held-out figures and its three controls', from a neurons.json."""
     models = {r["model"]: r for r in summary["results"]}
-    first = summary.get("first_stage_filters", {})
-    row = {"factor": factor, "value": value, "sets": sets, "train_seconds": round(trained, 1),
-           "analysis_seconds": round(time.perf_counter() - start - trained, 1),
-           "layer": [summary["stage"], summary["layer"], summary["shape"]],
-           "selective_neuron_found": summary["selective_neuron_found"],
-           "filters_learned": summary.get("filters_learned"),
-           "osi_median": {k: first.get(k, {}).get("osi_median") for k in ("trained", "initial")},
-           "locality_median": {k: first.get(k, {}).get("locality_median") for k in ("trained", "initial")}}
+    row: dict[str, Any] = {"images": summary["images"], "selective_neuron_found": summary["selective_neuron_found"]}
     for name, key in (("trained network", "trained"), ("same network, random weights", "random_weights"),
                       ("random linear filters on the input", "random_linear"), ("all-negative guess", "guess")):
         r = models[name]
@@ -92,13 +82,60 @@ def measure(factor: str, value: Any, sets: list[str], folder: Path) -> dict[str,
     return row
 
 
+def measure(factor: str, value: Any, sets: list[str], folder: Path, second: Path | None) -> dict[str, Any]:
+    """Train the demo (or the factor's configuration) with ``sets`` at 2 ranks, analyse it at 2
+    ranks on the bundled held-out set and, if given, on ``second``; the figures."""
+    out = folder / f"{factor}-{value}"
+    mpiexec = [str(BIN / "mpiexec"), "-n", "2"]
+    start = time.perf_counter()
+    train = [*mpiexec, str(BIN / "cots"), "train", CONFIGS.get(factor, "configs/demo.toml"), "--out", str(out),
+             "--fresh", "--quiet", "--set", "train.heldout_every=0", "--set", "train.log_every=50"]
+    for s in sets:
+        train += ["--set", s]
+    run(train, 3600)
+    trained = time.perf_counter() - start
+    neurons = [*mpiexec, str(BIN / "cots"), "neurons", str(out), "--quiet", "--stimulus-steps", "20", "--best", "1",
+               "--pool", "200"]
+    run(neurons, 1800)
+    summary = json.loads((out / "neurons.json").read_text())
+    first = summary.get("first_stage_filters", {})
+    row = {"factor": factor, "value": value, "config": CONFIGS.get(factor, "configs/demo.toml"), "sets": sets,
+           "train_seconds": round(trained, 1), "analysis_seconds": round(time.perf_counter() - start - trained, 1),
+           "layer": [summary["stage"], summary["layer"], summary["shape"]],
+           "filters_learned": summary.get("filters_learned"),
+           "osi_median": {k: first.get(k, {}).get("osi_median") for k in ("trained", "initial")},
+           "locality_median": {k: first.get(k, {}).get("locality_median") for k in ("trained", "initial")},
+           **scores(summary)}
+    if second is not None:
+        run([*neurons, "--positives", str(second / "positives"), "--negatives", str(second / "negatives"),
+             "--out", str(out / "second-set")], 1800)
+        row["second_set"] = scores(json.loads((out / "second-set" / "neurons.json").read_text()))
+    return row
+
+
+def line(row: dict[str, Any]) -> str:
+    """The trained figure, its interval and the controls, in one line."""
+    t = row["trained"]
+    return (f"trained {t['heldout']:.1%} ({t['interval95'][0]:.1%}-{t['interval95'][1]:.1%}), random weights "
+            f"{row['random_weights']['heldout']:.1%}, guess {row['guess']['heldout']:.1%}, linear "
+            f"{row['random_linear']['heldout']:.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(FACTORS), action="append", help="factors to run (default all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "selectivity.json")
     parser.add_argument("--append", action="store_true", help="add the runs to those already in --out")
+    parser.add_argument("--second-set", type=Path, metavar="DIR",
+                        help="also score every run on DIR/positives and DIR/negatives (for example the unaligned "
+                             "faces of `cots crops`, docs/analysis.md)")
     args = parser.parse_args()
-    result = header("selectivity") | {"base": "configs/demo.toml (2 ranks, greedy, 2 stages)", "runs": []}
+    if args.second_set is not None and not all((args.second_set / k).is_dir() for k in ("positives", "negatives")):
+        parser.error(f"expected --second-set to hold positives/ and negatives/, got {args.second_set}")
+    result = header("selectivity") | {"base": "configs/demo.toml (2 ranks, greedy, 2 stages)", "runs": [],
+                                      "second_set": None if args.second_set is None else
+                                      json.loads((args.second_set / "crops.json").read_text())
+                                      if (args.second_set / "crops.json").is_file() else str(args.second_set)}
     if args.append and args.out.is_file():
         earlier = json.loads(args.out.read_text())
         result["runs"] = earlier["runs"]
@@ -106,13 +143,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cots-selectivity-") as tmp:
         for factor in args.only or sorted(FACTORS):
             for value, sets in FACTORS[factor]:
-                row = measure(factor, value, sets, Path(tmp))
+                row = measure(factor, value, sets, Path(tmp), args.second_set)
                 result["runs"].append(row)
-                t = row["trained"]
-                print(f"{factor}={value}: trained {t['heldout']:.1%} ({t['interval95'][0]:.1%}-{t['interval95'][1]:.1%}), "
-                      f"random weights {row['random_weights']['heldout']:.1%}, guess {row['guess']['heldout']:.1%}, "
-                      f"linear {row['random_linear']['heldout']:.1%}; OSI {row['osi_median']['trained']:.2f}; "
-                      f"{row['train_seconds']:.0f} s", flush=True)
+                print(f"{factor}={value}: {line(row)}; OSI {row['osi_median']['trained']:.2f}; "
+                      f"{row['train_seconds']:.0f} s" + (f"; second set {line(row['second_set'])}"
+                                                         if "second_set" in row else ""), flush=True)
                 write_result(args.out, result)  # after every run: a long study keeps what it measured
 
 

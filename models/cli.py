@@ -202,6 +202,30 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crops(args: argparse.Namespace) -> int:
+    """Cut unaligned faces and distractors from photos with face boxes (rank 0 alone writes)."""
+    from distarray import comm
+
+    from .analysis.box_crops import write_set
+
+    world = comm.world()
+    if not 0 < args.scale[0] <= args.scale[1]:
+        raise UsageError(f"expected --scale LOW HIGH with 0 < LOW <= HIGH, got {args.scale}")
+    error = None
+    if world.Get_rank() == 0:
+        try:
+            record = write_set(args.annotations, args.out, seed=args.seed, scale=tuple(args.scale), shift=args.shift,
+                               negatives_per_face=args.negatives_per_face, margin=args.margin)
+            print(f"cots crops: {record['positives']} faces and {record['negatives']} distractors from "
+                  f"{record['photos']} photos in {args.out}/positives and {args.out}/negatives")
+        except (ValueError, OSError) as exc:
+            error = str(exc)
+    error = comm.broadcast(world, error)
+    if error is not None:
+        raise UsageError(error)
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     """Plan a configuration on N ranks from shapes alone; or measure this machine (collective)."""
     import json
@@ -331,6 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", help="the file to write (default RUN/parameters.FORMAT)")
     export.add_argument("--quiet", action="store_true", help="print only errors")
     export.set_defaults(run=_export)
+    crops = sub.add_parser(
+        "crops", help="cut unaligned faces and distractors from photos with face boxes, for cots neurons",
+        description="From photos annotated with face boxes (dlib imglab XML), write OUT/positives (each face "
+                    "at a random offset and scale) and OUT/negatives (squares of the same sizes where no face "
+                    "is), for `cots neurons --positives --negatives` (docs/analysis.md).")
+    crops.add_argument("annotations", nargs="+", help="imglab XML files (<image file=...><box top= left= width= "
+                                                      "height=/>)")
+    crops.add_argument("--out", required=True, help="folder to write positives/, negatives/ and crops.json into")
+    crops.add_argument("--seed", type=int, default=0, help="offsets, scales and distractor places (default 0)")
+    crops.add_argument("--scale", type=float, nargs=2, default=(1.4, 2.0), metavar=("LOW", "HIGH"),
+                       help="crop side over face side, drawn uniformly (default 1.4 2.0)")
+    crops.add_argument("--shift", type=float, default=0.2,
+                       help="largest offset of the face centre, in face sides (default 0.2)")
+    crops.add_argument("--negatives-per-face", type=int, default=2, help="distractors per face (default 2)")
+    crops.add_argument("--margin", type=float, default=0.25,
+                       help="distractors keep this many face sides away from every face (default 0.25)")
+    crops.set_defaults(run=_crops)
     plan = sub.add_parser(
         "plan", help="memory, traffic, FLOPs and step time of a configuration on N ranks, from shapes alone",
         description="Plan a configuration on N ranks without allocating it (docs/scaling.md); "
@@ -352,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--latency-us", type=float, help="message latency, microseconds")
     plan.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
     plan.set_defaults(run=_plan)
-    for command in (info, train, neurons, export, plan):
+    for command in (info, train, neurons, export, crops, plan):
         command.add_argument("--log-level", choices=LEVELS, default="info",
                              help="rank 0's console level; the other ranks print warnings and errors only "
                                   "(default info; debug adds a line per logged step and checkpoint)")

@@ -12,7 +12,7 @@ from .sources import ArrayImages, BundledImages, ImageSource
 __all__ = ["SOURCES", "make_dataset"]
 
 SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # source: (required keys, optional keys)
-    "bundled": ((), ("face_share", "holdout")),
+    "bundled": ((), ("face_share", "holdout", "train_faces")),
     "folder": (("path",), ("crop", "on_error")),
     "video": (("path",), ("crop", "on_error")),
     "cifar10": (("path",), ("split",)),
@@ -42,7 +42,8 @@ def make_dataset(spec: dict[str, Any], size: Sequence[int], channels: int, seed:
     Parameters
     ----------
     spec : dict
-        ``source`` and its keys: bundled: ``face_share`` (0.1), ``holdout`` (30); folder and
+        ``source`` and its keys: bundled: ``face_share`` (0.1), ``holdout`` (30), ``train_faces``
+        (all that holdout leaves); folder and
         video: ``path`` (required), ``crop`` ("random"), ``on_error`` ("raise" or "skip");
         cifar10 and stl10: ``path`` (required, the extracted binary directory), ``split``
         ("train").

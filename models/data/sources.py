@@ -298,6 +298,10 @@ class BundledImages(ImageSource):
         With the step, fixes every batch.
     holdout : int
         Faces (and non-face patches) kept for evaluation, in range(100).
+    train_faces : int, optional
+        How many distinct faces training samples from: the first ``train_faces`` of the
+        ``100 - holdout`` it may use (default all of them). Studies of how selectivity grows
+        with data vary it; the held-out set does not change with it.
     """
 
     FACES = 100
@@ -305,18 +309,23 @@ class BundledImages(ImageSource):
     HELDOUT_SEED = 2012  # natural crops of heldout_distractors(): the same for every training seed
 
     def __init__(self, size: Sequence[int], channels: int = 3, face_share: float = 0.1, seed: int = 0,
-                 holdout: int = 30):
+                 holdout: int = 30, train_faces: int | None = None):
         if not 0 <= face_share <= 1:
             raise ValueError(f"expected face_share in [0, 1], got {face_share}")
         if not 0 <= holdout < self.FACES:
             raise ValueError(f"expected holdout in range({self.FACES}), got {holdout}")
+        keep = self.FACES - int(holdout)
+        if train_faces is not None and (isinstance(train_faces, bool) or not isinstance(train_faces, int)
+                                        or not 1 <= train_faces <= keep):
+            raise ValueError(f"expected data.train_faces from 1 to {keep} (100 faces less holdout {holdout}), "
+                             f"got {train_faces}")
         super().__init__(size, channels, seed)
         self.face_share = float(face_share)
         self.holdout = int(holdout)
         self.natural = load_natural_images("RGB" if channels == 3 else "L")
         faces, patches = load_lfw()  # (100, 25, 25) each
-        keep = self.FACES - self.holdout
-        self.faces = [Image.fromarray(face) for face in faces[:keep]]  # the only faces sampled
+        used = keep if train_faces is None else int(train_faces)
+        self.faces = [Image.fromarray(face) for face in faces[:used]]  # the only faces sampled
         self._heldout_faces = faces[keep:]  # (holdout, 25, 25)
         self._heldout_patches = patches[keep:]  # (holdout, 25, 25)
 

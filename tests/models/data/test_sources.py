@@ -142,6 +142,17 @@ def test_bundled_samples_only_training_faces():
         assert best > 0.6 and best > (held @ sample).max() / sample.size
 
 
+def test_bundled_train_faces_limits_training_not_the_heldout_set():
+    few = BundledImages(SIZE, channels=1, face_share=1.0, train_faces=3)
+    full = BundledImages(SIZE, channels=1, face_share=1.0)
+    assert len(few.faces) == 3 and len(full.faces) == 70
+    assert few.training_faces().tobytes() == full.training_faces()[:3].tobytes()
+    assert few.heldout_faces().tobytes() == full.heldout_faces().tobytes()
+    for bad in (0, 71, 2.5, True):
+        with pytest.raises(ValueError, match="expected data.train_faces from 1 to 70"):
+            BundledImages(SIZE, train_faces=bad)
+
+
 def test_bundled_heldout_sets(bundled):
     faces, distractors, training = bundled.heldout_faces(), bundled.heldout_distractors(), bundled.training_faces()
     assert faces.shape == (30, *SIZE, 3) and distractors.shape == (60, *SIZE, 3) and training.shape == (70, *SIZE, 3)
@@ -315,7 +326,7 @@ def test_make_dataset_every_source(tmp_path, folder):
     ({"source": "folder"}, r"missing data.path for data.source 'folder' \(accepted: path, crop, on_error\)"),
     ({"source": "cifar10", "path": "x", "size": 3, "crop": "centre"},
      r"unknown data.crop, data.size for data.source 'cifar10' \(accepted: path, split\)"),
-    ({"source": "bundled", "path": "x"}, r"unknown data.path for data.source 'bundled' \(accepted: face_share, holdout\)"),
+    ({"source": "bundled", "path": "x"}, r"unknown data.path for data.source 'bundled' \(accepted: face_share, holdout, train_faces\)"),
 ])
 def test_make_dataset_errors(spec, message):
     with pytest.raises(ValueError, match=message):
