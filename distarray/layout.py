@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 from typing import Sequence
 
@@ -160,8 +161,21 @@ class Layout:
             offs.append(offs[-1] + b)
         return offs
 
+    @cached_property
+    def _boxes(self) -> dict[int, Box]:
+        """Boxes computed so far, by rank (a Layout is immutable: each is computed once;
+        layers ask for theirs several times a step)."""
+        return {}
+
     def box(self, rank: int) -> Box:
         """The global box owned by ``rank``."""
+        found = self._boxes.get(rank)
+        if found is None:
+            found = self._boxes[rank] = self._box(rank)
+        return found
+
+    def _box(self, rank: int) -> Box:
+        """:meth:`box`, computed."""
         c = self.coords(rank)
         lo, hi = [], []
         for k, s in enumerate(self.split):

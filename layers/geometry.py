@@ -10,8 +10,11 @@ coordinates; rows outside [0, H) are the zero padding, which a fetch supplies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import index
 from typing import Sequence
+
+import numpy as np
 
 from distarray import Box, Layout
 
@@ -63,6 +66,13 @@ def _spatial_layout(shape: Sequence[int], grid_shape: Sequence[int], dtype) -> L
     """(H, W, C, B) split over a 2-D grid along H and W, balanced blocks."""
     if len(grid_shape) != 2:
         raise ValueError(f"expected a 2-D process grid (rows, columns), got grid dims {tuple(grid_shape)}")
+    return _cached_spatial_layout(tuple(int(n) for n in shape), tuple(int(g) for g in grid_shape), np.dtype(dtype))
+
+
+@lru_cache(maxsize=256)
+def _cached_spatial_layout(shape: tuple[int, ...], grid_shape: tuple[int, ...], dtype: np.dtype) -> Layout:
+    """:func:`_spatial_layout`, built once per (shape, grid, dtype): a layer asks for its
+    layouts several times a step, and a Layout is immutable, so every caller may share one."""
     return Layout.create(shape, grid_shape, split=(0, 1, None, None), dtype=dtype)
 
 
