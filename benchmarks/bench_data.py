@@ -5,6 +5,7 @@ Run (one process; it launches the measurements itself under mpiexec):
 
     python benchmarks/bench_data.py                       # 100,000 JPEGs, about 3 minutes
     python benchmarks/bench_data.py --images 10000 --out /tmp/data.json
+    python benchmarks/bench_data.py --source shards       # the same JPEGs in tar shards of 1,000
 
 The driver writes ``--images`` small JPEGs (64 x 64 RGB, smooth random content, about 2 KB
 each) once into ``--folder`` (default /tmp/cots-bench-jpegs), in a tree of 1,000-file
@@ -17,6 +18,12 @@ Le et al.'s (200 x 200 x 3). It records per rank the peak resident memory (``ru_
 index's bytes, the seconds to the first batch (construction to the first share drawn) and the
 samples/s over ``--batches`` batches. A second launch on the same folder reuses the cached
 index (``first_batch_cached_s``).
+
+With ``--source shards`` (results in ``benchmarks/results/data_shards.json``) the same JPEGs
+are packed once, in order, into uncompressed tar shards of 1,000 (``--shards``, default
+/tmp/cots-bench-shards: ``d{j // 10}/d{j % 10}/shard-{j:05d}.tar`` for shard j, the same tree
+one level up), and the workers train from ``data.source = "shards"``; ``index_bytes`` then
+counts the shard index and the member table.
 
 Step rates to compare with: ``benchmarks/results/train.json`` (the demo at 2 ranks, if
 present) and le2012's 3.42 s per step at 2 ranks for stage 0, batch 32 (docs/benchmarks.md,
@@ -42,14 +49,18 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "data.json"
 SIZES = {"demo_32x32x3": (32, 32), "le2012_200x200x3": (200, 200)}
 LE2012_STAGE0_S_PER_STEP = 3.42  # docs/benchmarks.md, 2 ranks, 2026-11-21
 BATCH = 32
+TABLES = ("starts", "sizes", "offsets")  # a shards source's member table, held beside its index
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000, help="JPEGs in the generated folder")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "cots-bench-jpegs")
+    parser.add_argument("--source", choices=("folder", "shards"), default="folder",
+                        help="read the JPEGs from the folder tree, or packed in tar shards")
+    parser.add_argument("--shards", type=Path, default=Path(tempfile.gettempdir()) / "cots-bench-shards")
     parser.add_argument("--batches", type=int, default=20, help="timed batches per sample size")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file")
+    parser.add_argument("--out", type=Path, help=f"JSON file (default {DEFAULT_OUT.name}, or data_shards.json)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per worker launch")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
@@ -73,11 +84,30 @@ def write_jpegs(folder: Path, count: int) -> float:
     return time.perf_counter() - start
 
 
+def write_shards(folder: Path, shards: Path, count: int) -> float:
+    """Pack the JPEGs of :func:`write_jpegs` into the missing ones of ``count // 1000``
+    uncompressed tar shards of 1,000, in order; returns the seconds it took."""
+    import tarfile
+
+    start = time.perf_counter()
+    for j in range(count // 1000):
+        file = shards / f"d{j // 10}" / f"d{j % 10}" / f"shard-{j:05d}.tar"
+        if file.exists():
+            continue
+        file.parent.mkdir(parents=True, exist_ok=True)
+        part = file.with_name(file.name + ".part")
+        with tarfile.open(part, "w") as tar:
+            for k in range(1000 * j, 1000 * j + 1000):
+                tar.add(folder / f"d{k // 10000}" / f"d{k // 1000 % 10}" / f"{k}.jpg", arcname=f"{k}.jpg")
+        part.replace(file)
+    return time.perf_counter() - start
+
+
 def worker(args: argparse.Namespace) -> dict | None:
     """Collective (2 ranks): build the folder source as the trainer does, time the draws."""
     from distarray import comm
     from distarray.layout import balanced_blocks
-    from models.build import INDEX_FILE, build_dataset
+    from models.build import INDEX_FILES, build_dataset
     from models.config import parse_config
 
     world = comm.world()
@@ -86,7 +116,7 @@ def worker(args: argparse.Namespace) -> dict | None:
     out = {}
     for name, size in SIZES.items():
         config = parse_config({"model": {"input": [*size, 3], "stages": [{"k": 8, "maps": 2, "pool": 2}]},
-                               "data": {"source": "folder", "path": str(args.worker)}})
+                               "data": {"source": args.source, "path": str(args.worker)}})
         comm.barrier(world)
         start = time.perf_counter()
         source = build_dataset(config, world, args.run_dir)
@@ -101,18 +131,20 @@ def worker(args: argparse.Namespace) -> dict | None:
         elapsed = time.perf_counter() - start  # the slowest rank's
         out[name] = {"first_batch_s": comm.allgather(world, first), "draw_s": comm.allgather(world, drawn),
                      "samples_per_s": BATCH * args.batches / elapsed, "images": len(source),
-                     "index_bytes": source.index.nbytes}
+                     "index_bytes": source.index.nbytes + sum(getattr(source, name).nbytes for name in TABLES
+                                                             if hasattr(source, name))}
     rss = comm.allgather(world, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # MiB (Linux: KiB)
     if rank != 0:
         return None
-    return {"ranks": ranks, "peak_rss_mib": rss, "sizes": out, "index_file_bytes": (args.run_dir / INDEX_FILE).stat().st_size}
+    cached = sum((args.run_dir / name).stat().st_size for name in INDEX_FILES if (args.run_dir / name).is_file())
+    return {"ranks": ranks, "peak_rss_mib": rss, "sizes": out, "index_file_bytes": cached}
 
 
 def launch(args: argparse.Namespace, folder: Path, run_dir: Path) -> dict:
     mpiexec = Path(sys.executable).parent / "mpiexec"
     command = [str(mpiexec if mpiexec.exists() else "mpiexec"), "-n", "2", sys.executable, "-m", "mpi4py",
                str(Path(__file__).resolve()), "--worker", str(folder), "--run-dir", str(run_dir),
-               "--batches", str(args.batches)]
+               "--batches", str(args.batches), "--source", args.source]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -133,8 +165,10 @@ def demo_step_rate() -> float | None:
 def main(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()[0]
     written = write_jpegs(args.folder, args.images)
+    packed = write_shards(args.folder, args.shards, args.images) if args.source == "shards" else None
     counts = [n for n in (1000, 10_000, 100_000) if n <= args.images]
-    folders = {1000: args.folder / "d0" / "d0", 10_000: args.folder / "d0", 100_000: args.folder}
+    top = args.folder if args.source == "folder" else args.shards
+    folders = {1000: top / "d0" / "d0", 10_000: top / "d0", 100_000: top}
     rows = {}
     with tempfile.TemporaryDirectory() as runs:
         for n in counts:
@@ -154,7 +188,8 @@ def main(args: argparse.Namespace) -> None:
     demo_rate = demo_step_rate()
     le_rate = BATCH / LE2012_STAGE0_S_PER_STEP
     result = {
-        **header("data"), "images": args.images, "image_size": [64, 64, 3], "jpeg_write_s": written,
+        **header("data"), "source": args.source, "images": args.images, "image_size": [64, 64, 3],
+        "jpeg_write_s": written, "shard_write_s": packed,
         "batch": BATCH, "batches": args.batches, "ranks": 2, "threads_per_rank": 1, "by_count": rows,
         "rss_growth_mib_per_100k_images": growth,
         "index_mib_per_100k_images": rows[large]["sizes"]["demo_32x32x3"]["index_bytes"] / 2**20 / int(large) * 1e5,
@@ -168,7 +203,8 @@ def main(args: argparse.Namespace) -> None:
     }
     print(f"RSS growth {growth:.1f} MiB per 100k images (index {result['index_mib_per_100k_images']:.2f} MiB); "
           f"step rates: demo {demo_rate}, le2012 {le_rate:.1f} samples/s")
-    write_result(args.out, result)
+    write_result(args.out or (DEFAULT_OUT if args.source == "folder" else DEFAULT_OUT.with_name("data_shards.json")),
+                 result)
 
 
 if __name__ == "__main__":

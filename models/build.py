@@ -16,6 +16,7 @@ from distarray import comm
 
 from .config import Config
 from .data import ImageSource, make_dataset
+from .data.shards import MEMBERS_SUFFIX
 from .data.video import FRAMES_SUFFIX
 from .network import Network
 from .preprocess import LocalContrast, Preprocess, estimate_whitening
@@ -86,14 +87,16 @@ def build_network(config: Config, grid: da.ProcessGrid) -> Network:
                    backend_name=config.run.backend)
 
 
-INDEX_FILE = "data-index.npz"  # a folder or video source's listing, cached in the run directory
-INDEX_FILES = (INDEX_FILE, INDEX_FILE + FRAMES_SUFFIX)  # ... and a video source's frame table beside it
+INDEX_FILE = "data-index.npz"  # a folder, video or shards source's listing, cached in the run directory
+INDEX_FILES = (INDEX_FILE, INDEX_FILE + FRAMES_SUFFIX,  # ... and a video source's frame table beside it,
+               INDEX_FILE + MEMBERS_SUFFIX)  # or a shards source's member table
+LISTED_SOURCES = ("folder", "video", "shards")  # listed by one rank and broadcast
 
 
 def build_dataset(config: Config, world: Any = None, run_dir: str | Path | None = None) -> ImageSource:
     """The data source of ``[data]``, sized to ``model.input`` and seeded by ``model.seed``.
 
-    With ``world`` (collective over it), a folder or video source is listed by rank 0 alone
+    With ``world`` (collective over it), a folder, video or shards source is listed by rank 0 alone
     (cached as ``run_dir/data-index.npz`` when ``run_dir`` is given, reused while the folder's
     fingerprint holds) and the listing broadcast, so that N ranks do not walk the tree N
     times; an error there (no such folder, no image) is raised on every rank together.
@@ -102,7 +105,7 @@ def build_dataset(config: Config, world: Any = None, run_dir: str | Path | None 
     h, w, channels = config.model.input
     spec = config.data.as_dict()
     cache = None if run_dir is None else Path(run_dir) / INDEX_FILE
-    if world is None or spec.get("source") not in ("folder", "video"):
+    if world is None or spec.get("source") not in LISTED_SOURCES:
         return make_dataset(spec, (h, w), channels, config.model.seed, cache=cache)
     dataset, error = None, None
     if world.Get_rank() == 0:

@@ -23,7 +23,7 @@
     lr = 0.05
 
     [data]
-    source = "bundled"           # or "folder", "cifar10", "stl10"
+    source = "bundled"           # or "folder", "shards", "video", "cifar10", "stl10"
 
     [run]
     grid = "auto"                # or [rows, cols] per replica

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from .folder import ImageFolder
 from .readers import read_cifar10, read_stl10
+from .shards import TarShards
 from .sources import ArrayImages, BundledImages, ImageSource
 
 __all__ = ["SOURCES", "make_dataset"]
@@ -15,6 +16,7 @@ SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # source: (requ
     "bundled": ((), ("face_share", "holdout", "train_faces")),
     "folder": (("path",), ("crop", "on_error")),
     "video": (("path",), ("crop", "on_error")),
+    "shards": (("path",), ("crop", "on_error")),
     "cifar10": (("path",), ("split",)),
     "stl10": (("path",), ("split",)),
 }
@@ -54,10 +56,10 @@ def make_dataset(spec: dict[str, Any], size: Sequence[int], channels: int, seed:
     seed : int
         With the step and the sample's index, fixes every sample.
     listing : dict, optional
-        A folder or video source's listing (its :meth:`~models.data.folder.StreamingSource.listing`),
+        A folder, video or shards source's listing (its :meth:`~models.data.folder.StreamingSource.listing`),
         when the caller already has it: nothing is listed here.
     cache : path, optional
-        Where a folder or video source keeps its listing between runs.
+        Where a folder, video or shards source keeps its listing between runs.
 
     Returns
     -------
@@ -72,6 +74,8 @@ def make_dataset(spec: dict[str, Any], size: Sequence[int], channels: int, seed:
     if source == "video":
         from .video import VideoFrames  # PyAV is an extra: imported only when asked for
         return VideoFrames(options.pop("path"), size, channels, seed, cache=cache, **(listing or {}), **options)
+    if source == "shards":
+        return TarShards(options.pop("path"), size, channels, seed, cache=cache, **(listing or {}), **options)
     split = options.get("split", "train")
     images, labels = (read_cifar10 if source == "cifar10" else read_stl10)(options["path"], split)
     return ArrayImages(images, seed, labels, name=f"{source} {split}", size=size, channels=channels)

@@ -19,11 +19,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["FileIndex", "folder_fingerprint"]
+__all__ = ["FileIndex", "cached_table", "folder_fingerprint"]
 
 INDEX_VERSION = 1
 
@@ -147,3 +147,27 @@ class FileIndex:
     def nbytes(self) -> int:
         """Memory the index holds."""
         return int(self.names.nbytes + self.offsets.nbytes + self.sizes.nbytes)
+
+
+def cached_table(cache: str | Path | None, key: str,
+                 build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays ``build()`` returns, kept in ``cache`` (.npz) and reused while ``key`` (what
+    they were built from: a fingerprint, options) is the same; written atomically.
+
+    A source's table beside its file index (a video folder's frames, a shard folder's
+    members) is built by reading every file once; this keeps it between runs.
+    """
+    if cache is not None and Path(cache).is_file():
+        try:
+            with np.load(cache) as stored:
+                if str(stored["key"]) == key:
+                    return {name: stored[name] for name in stored.files if name != "key"}
+        except (OSError, ValueError, KeyError):
+            pass
+    table = build()
+    if cache is not None:
+        part = Path(cache).with_name(Path(cache).name + f".part{os.getpid()}")
+        with open(part, "wb") as out:
+            np.savez(out, key=np.array(key), **table)
+        os.replace(part, cache)
+    return table

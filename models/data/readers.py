@@ -8,6 +8,7 @@ from what these return is :mod:`models.data`'s job.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -18,9 +19,11 @@ BUNDLED = 'data.source = "bundled" (the images shipped with scikit-image)'
 
 __all__ = [
     "CIFAR10_URL",
+    "DECODE_ERRORS",
     "IMAGE_SUFFIXES",
     "NATURAL_IMAGES",
     "STL10_URL",
+    "decode_image",
     "find_images",
     "load_image",
     "load_lfw",
@@ -156,10 +159,19 @@ def load_image(file: Path, shorter: int, mode: str) -> np.ndarray:
         The file cannot be decoded (the message names it).
     """
     try:
-        with Image.open(file) as img:
-            return resize_shorter(img, shorter, mode)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return decode_image(file, shorter, mode)
+    except DECODE_ERRORS as err:
         raise ValueError(f"cannot read image {file}: {err}") from err
+
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # what a bad image raises
+
+
+def decode_image(file: Path | BinaryIO, shorter: int, mode: str) -> np.ndarray:
+    """:func:`load_image` of a path or an open binary file (a shard member's bytes), raising
+    one of :data:`DECODE_ERRORS` as Pillow does (the caller names the image)."""
+    with Image.open(file) as img:
+        return resize_shorter(img, shorter, mode)
 
 
 def load_natural_images(mode: str, max_side: int = 512) -> list[Image.Image]:

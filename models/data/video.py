@@ -17,14 +17,13 @@ process decoded before: a sample is still a function of (seed, step, sample inde
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .folder import StreamingSource
-from .index import FileIndex
+from .index import FileIndex, cached_table
 from .readers import resize_shorter
 
 __all__ = ["FRAMES_SUFFIX", "VIDEO_SUFFIXES", "VideoFrames", "frame_table"]
@@ -100,21 +99,12 @@ def frame_table(index: FileIndex, on_error: str) -> tuple[np.ndarray, np.ndarray
 
 def _cached_frame_table(index: FileIndex, on_error: str, cache: str | Path | None) -> tuple:
     """:func:`frame_table`, kept in ``cache`` (.npz) for an index of the same fingerprint."""
-    if cache is not None and Path(cache).is_file():
-        try:
-            with np.load(cache) as stored:
-                if str(stored["fingerprint"]) == index.fingerprint and str(stored["on_error"]) == on_error:
-                    return stored["pts"], stored["offsets"], [str(b) for b in stored["bad"]]
-        except (OSError, ValueError, KeyError):
-            pass
-    pts, offsets, bad = frame_table(index, on_error)
-    if cache is not None:
-        part = Path(cache).with_name(Path(cache).name + f".part{os.getpid()}")
-        with open(part, "wb") as out:
-            np.savez(out, pts=pts, offsets=offsets, bad=np.array(bad, dtype=str), fingerprint=index.fingerprint,
-                     on_error=on_error)
-        os.replace(part, cache)
-    return pts, offsets, bad
+    def build() -> dict[str, np.ndarray]:
+        pts, offsets, bad = frame_table(index, on_error)
+        return {"pts": pts, "offsets": offsets, "bad": np.array(bad, dtype=str)}
+
+    table = cached_table(cache, f"{index.fingerprint}:{on_error}", build)
+    return table["pts"], table["offsets"], [str(b) for b in table["bad"]]
 
 
 class VideoFrames(StreamingSource):

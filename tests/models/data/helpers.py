@@ -1,8 +1,10 @@
-"""Files for the data tests: images, folders of them, videos (PyAV) and broken files."""
+"""Files for the data tests: images, folders of them, tar shards, videos (PyAV) and broken files."""
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -27,11 +29,37 @@ def write_folder(root: Path) -> Path:
     return root
 
 
+def write_shards(folder: Path, out: Path, per_shard: int) -> list[Path]:
+    """The files under ``folder`` (in relative-path order, as an image folder lists them),
+    packed in that order into uncompressed tar shards of ``per_shard`` members under ``out``
+    (with their relative names); returns the shards."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.relative_to(folder).as_posix().encode())
+    return [_write_tar(out / f"shard-{k:05d}.tar", folder, files[i:i + per_shard])
+            for k, i in enumerate(range(0, len(files), per_shard))]
+
+
+def _write_tar(file: Path, root: Path, members: Sequence[Path]) -> Path:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(file, "w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            tar.add(member, arcname=member.relative_to(root).as_posix())
+    return file
+
+
 def write_truncated_jpeg(file: Path, seed: int = 9) -> None:
     """A JPEG cut to half its bytes: the header reads, the decode fails."""
     write_image(file, (64, 48), "RGB", "JPEG", seed=seed)
     data = file.read_bytes()
     file.write_bytes(data[:len(data) // 2])
+
+
+def write_with_truncated(root: Path, good: int = 4) -> Path:
+    """``good`` JPEGs (good0.jpg ...) and a truncated one (cut.jpg) in ``root``."""
+    for k in range(good):
+        write_image(root / f"good{k}.jpg", (40, 40), "RGB", "JPEG", seed=k)
+    write_truncated_jpeg(root / "cut.jpg")
+    return root
 
 
 def write_video(file: Path, frames: int, size: tuple[int, int] = (48, 32), gop: int = 4, seed: int = 0,

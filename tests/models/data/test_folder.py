@@ -13,7 +13,7 @@ from models.data import FileIndex, ImageFolder, make_dataset, normalise_images
 from models.data.index import folder_fingerprint
 from models.data.readers import IMAGE_SUFFIXES
 
-from .helpers import write_image, write_truncated_jpeg
+from .helpers import write_image, write_truncated_jpeg, write_with_truncated
 
 SIZE = (20, 24)
 
@@ -106,10 +106,7 @@ def test_folder_errors(tmp_path):
 
 @pytest.fixture()
 def with_truncated(tmp_path):
-    for k in range(4):
-        write_image(tmp_path / f"good{k}.jpg", (40, 40), "RGB", "JPEG", seed=k)
-    write_truncated_jpeg(tmp_path / "cut.jpg")
-    return tmp_path
+    return write_with_truncated(tmp_path)
 
 
 def test_truncated_jpeg_raises_naming_the_file(with_truncated):

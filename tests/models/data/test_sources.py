@@ -321,8 +321,8 @@ def test_make_dataset_every_source(tmp_path, folder):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"source": "foo"}, "expected data.source one of bundled, folder, video, cifar10, stl10, got 'foo'"),
-    ({}, "expected data.source one of bundled, folder, video, cifar10, stl10, got None"),
+    ({"source": "foo"}, "expected data.source one of bundled, folder, video, shards, cifar10, stl10, got 'foo'"),
+    ({}, "expected data.source one of bundled, folder, video, shards, cifar10, stl10, got None"),
     ({"source": "folder"}, r"missing data.path for data.source 'folder' \(accepted: path, crop, on_error\)"),
     ({"source": "cifar10", "path": "x", "size": 3, "crop": "centre"},
      r"unknown data.crop, data.size for data.source 'cifar10' \(accepted: path, split\)"),

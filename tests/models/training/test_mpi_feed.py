@@ -1,6 +1,6 @@
 """The training input at 1-4 ranks: each rank draws its share of the samples, one plan moves
 them to the first stage's layout; the result is the serial batch bit for bit, at any grid,
-with replicas, with or without prefetching. Folder sources are listed once and shared."""
+with replicas, with or without prefetching. Folder and shard sources are listed once and shared."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from models.config import parse_config
 from models.training.trainer import Trainer
 
 from ...distarray.mpi_helpers import size
-from ..data.helpers import write_folder, write_truncated_jpeg
+from ..data.helpers import write_folder, write_shards, write_truncated_jpeg
 
 pytestmark = pytest.mark.mpi
 
@@ -63,23 +63,27 @@ def test_a_prefetched_batch_for_another_step_is_not_used():
     trainer.feed.close()
 
 
-def test_a_folder_is_listed_once_and_shared(tmp_path_factory):
+@pytest.mark.parametrize("source", ["folder", "shards"])
+def test_a_folder_is_listed_once_and_shared(tmp_path_factory, source):
+    from pathlib import Path
     root = tmp_path_factory.mktemp("shared") if _comm.world().Get_rank() == 0 else None
     root = _comm.broadcast(_comm.world(), None if root is None else str(root))
     run = f"{root}/run"
     images = f"{root}/images"
     if _comm.world().Get_rank() == 0:
-        from pathlib import Path
         write_folder(Path(images))
+        write_shards(Path(images), Path(root, "shards"), per_shard=2)
     _comm.barrier(_comm.world())
-    cfg = config(data={"source": "folder", "path": images}, whiten=0)
+    cfg = config(data={"source": source, "path": images if source == "folder" else f"{root}/shards"}, whiten=0)
     dataset = build_dataset(cfg, _comm.world(), run)
     assert len(dataset) == 3 and dataset.index.fingerprint
-    from pathlib import Path
     assert Path(run, INDEX_FILE).is_file()
     trainer = Trainer(cfg, run_dir=None)
     twin = Trainer(cfg, world=_comm.self_comm())
     assert trainer.input_batch(1).allgather().tobytes() == twin.input_batch(1).local.tobytes()
+    if source == "shards":  # the same images, packed in the same order: the same batch as the folder
+        folder = Trainer(config(data={"source": "folder", "path": images}, whiten=0), world=_comm.self_comm())
+        assert folder.input_batch(1).local.tobytes() == twin.input_batch(1).local.tobytes()
 
 
 def test_a_missing_folder_raises_on_every_rank(tmp_path):
@@ -88,27 +92,32 @@ def test_a_missing_folder_raises_on_every_rank(tmp_path):
         build_dataset(cfg, _comm.world())
 
 
+@pytest.mark.parametrize("source", ["folder", "shards"])
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
-def test_a_truncated_jpeg_raise_stops_every_rank_skip_counts_it(tmp_path_factory, on_error):
+def test_a_truncated_jpeg_raise_stops_every_rank_skip_counts_it(tmp_path_factory, on_error, source):
     from pathlib import Path
 
     from models.data import DataError
     from ..data.helpers import write_image
     world = _comm.world()
     root = _comm.broadcast(world, str(tmp_path_factory.mktemp("bad")) if world.Get_rank() == 0 else None)
+    images = Path(root, "images")
     if world.Get_rank() == 0:
         for k in range(3):
-            write_image(Path(root, f"good{k}.jpg"), (40, 40), "L", "JPEG", seed=k)
-        write_truncated_jpeg(Path(root, "cut.jpg"))
+            write_image(images / f"good{k}.jpg", (40, 40), "L", "JPEG", seed=k)
+        write_truncated_jpeg(images / "cut.jpg")
+        write_shards(images, Path(root, "shards"), per_shard=3)
     _comm.barrier(world)
-    cfg = config(data={"source": "folder", "path": root, "on_error": on_error}, whiten=0, batch=8)
+    path, bad = (images, images / "cut.jpg") if source == "folder" else (Path(root, "shards"), None)
+    cfg = config(data={"source": source, "path": str(path), "on_error": on_error}, whiten=0, batch=8)
     trainer = Trainer(cfg)
     if on_error == "raise":  # some rank draws cut.jpg in 3 steps of 8 samples; all ranks stop together
         with pytest.raises(DataError, match=r"cannot draw the batch of step \d+: .*cut\.jpg"):
             trainer.run()
         return
     records = trainer.run()
-    assert trainer.feed.skipped() == [str(Path(root, "cut.jpg"))]
+    named = str(bad) if bad is not None else f"{Path(root, 'shards', 'shard-00000.tar')}:cut.jpg"
+    assert trainer.feed.skipped() == [named]
     assert records[-1]["skipped_files"] == 1
     twin = Trainer(cfg, world=_comm.self_comm())
     assert trainer.input_batch(2).allgather().tobytes() == twin.input_batch(2).local.tobytes()
