@@ -15,8 +15,10 @@ import distarray as da
 from distarray import comm
 
 from .config import Config
-from .data import ImageSource, make_dataset
-from .data.shards import MEMBERS_SUFFIX
+from .data import FileIndex, ImageSource, make_dataset
+from .data.factory import check_spec
+from .data.index import load_table, save_table
+from .data.shards import MEMBERS_SUFFIX, SHARD_SUFFIXES, join_shards, list_shards, table_key
 from .data.video import FRAMES_SUFFIX
 from .network import Network
 from .preprocess import LocalContrast, Preprocess, estimate_whitening
@@ -90,21 +92,24 @@ def build_network(config: Config, grid: da.ProcessGrid) -> Network:
 INDEX_FILE = "data-index.npz"  # a folder, video or shards source's listing, cached in the run directory
 INDEX_FILES = (INDEX_FILE, INDEX_FILE + FRAMES_SUFFIX,  # ... and a video source's frame table beside it,
                INDEX_FILE + MEMBERS_SUFFIX)  # or a shards source's member table
-LISTED_SOURCES = ("folder", "video", "shards")  # listed by one rank and broadcast
+LISTED_SOURCES = ("folder", "video")  # listed by one rank and broadcast (shards: by every rank, _listed_shards)
 
 
 def build_dataset(config: Config, world: Any = None, run_dir: str | Path | None = None) -> ImageSource:
     """The data source of ``[data]``, sized to ``model.input`` and seeded by ``model.seed``.
 
-    With ``world`` (collective over it), a folder, video or shards source is listed by rank 0 alone
+    With ``world`` (collective over it), a folder or video source is listed by rank 0 alone
     (cached as ``run_dir/data-index.npz`` when ``run_dir`` is given, reused while the folder's
     fingerprint holds) and the listing broadcast, so that N ranks do not walk the tree N
-    times; an error there (no such folder, no image) is raised on every rank together.
-    Without ``world``: local, listed here.
+    times; a shards source's member table is read by all ranks, each from its share of the
+    shards (:func:`_listed_shards`). An error there (no such folder, no image) is raised on
+    every rank together. Without ``world``: local, listed here.
     """
     h, w, channels = config.model.input
     spec = config.data.as_dict()
     cache = None if run_dir is None else Path(run_dir) / INDEX_FILE
+    if world is not None and check_spec(spec) == "shards":
+        return make_dataset(spec, (h, w), channels, config.model.seed, listing=_listed_shards(spec, world, cache))
     if world is None or spec.get("source") not in LISTED_SOURCES:
         return make_dataset(spec, (h, w), channels, config.model.seed, cache=cache)
     dataset, error = None, None
@@ -116,6 +121,38 @@ def build_dataset(config: Config, world: Any = None, run_dir: str | Path | None 
     comm.agree(world, error)
     listing = comm.broadcast(world, dataset.listing() if dataset is not None else None)
     return dataset if dataset is not None else make_dataset(spec, (h, w), channels, config.model.seed, listing=listing)
+
+
+def _listed_shards(spec: dict[str, Any], world: Any, cache: Path | None) -> dict[str, Any]:
+    """Collective: a shards source's listing. Rank 0 lists the shards (or reads the cached
+    index) and reads a cached member table; when there is none to reuse, every rank reads
+    the headers of every N-th shard and the parts are gathered in shard order (rank 0
+    caches the result), so N ranks list N times faster. Errors are raised on every rank."""
+    on_error = spec.get("on_error", "raise")
+    stored = None if cache is None else Path(str(cache) + MEMBERS_SUFFIX)
+    index, table, key, error = None, None, None, None
+    if world.Get_rank() == 0:
+        try:
+            index = FileIndex.cached(spec["path"], SHARD_SUFFIXES, cache)
+            key = table_key(index, on_error)
+            table = load_table(stored, key)
+        except (OSError, ValueError) as exc:
+            error = exc if isinstance(exc, ValueError) else ValueError(str(exc))
+    comm.agree(world, error)
+    index, table = comm.broadcast(world, (index, table))
+    if table is None:
+        rank, ranks = world.Get_rank(), world.Get_size()
+        found, error = [], None
+        try:
+            found = list_shards(index, on_error, range(rank, len(index), ranks))
+        except ValueError as exc:
+            error = exc
+        comm.agree(world, error)
+        parts = comm.allgather(world, found)
+        table = join_shards([parts[v % ranks][v // ranks] for v in range(len(index))])
+        if rank == 0 and stored is not None:
+            save_table(stored, key, table)
+    return {"index": index, "table": table}
 
 
 def build_preprocess(config: Config, dataset: ImageSource, world: Any) -> Preprocess | None:

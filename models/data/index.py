@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["FileIndex", "cached_table", "folder_fingerprint"]
+__all__ = ["FileIndex", "cached_table", "folder_fingerprint", "load_table", "save_table"]
 
 INDEX_VERSION = 1
 
@@ -149,14 +149,9 @@ class FileIndex:
         return int(self.names.nbytes + self.offsets.nbytes + self.sizes.nbytes)
 
 
-def cached_table(cache: str | Path | None, key: str,
-                 build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The arrays ``build()`` returns, kept in ``cache`` (.npz) and reused while ``key`` (what
-    they were built from: a fingerprint, options) is the same; written atomically.
-
-    A source's table beside its file index (a video folder's frames, a shard folder's
-    members) is built by reading every file once; this keeps it between runs.
-    """
+def load_table(cache: str | Path | None, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays :func:`save_table` kept in ``cache`` (.npz) if they were built from ``key``
+    (what they depend on: a fingerprint, options), else None."""
     if cache is not None and Path(cache).is_file():
         try:
             with np.load(cache) as stored:
@@ -164,10 +159,28 @@ def cached_table(cache: str | Path | None, key: str,
                     return {name: stored[name] for name in stored.files if name != "key"}
         except (OSError, ValueError, KeyError):
             pass
-    table = build()
-    if cache is not None:
-        part = Path(cache).with_name(Path(cache).name + f".part{os.getpid()}")
-        with open(part, "wb") as out:
-            np.savez(out, key=np.array(key), **table)
-        os.replace(part, cache)
+    return None
+
+
+def save_table(cache: str | Path, key: str, table: dict[str, np.ndarray]) -> None:
+    """Keep ``table`` (named arrays) in ``cache`` (.npz) with its ``key``, atomically."""
+    part = Path(cache).with_name(Path(cache).name + f".part{os.getpid()}")
+    with open(part, "wb") as out:
+        np.savez(out, key=np.array(key), **table)
+    os.replace(part, cache)
+
+
+def cached_table(cache: str | Path | None, key: str,
+                 build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays ``build()`` returns, kept in ``cache`` and reused while ``key`` is the same
+    (:func:`load_table`, :func:`save_table`).
+
+    A source's table beside its file index (a video folder's frames, a shard folder's
+    members) is built by reading every file once; this keeps it between runs.
+    """
+    table = load_table(cache, key)
+    if table is None:
+        table = build()
+        if cache is not None:
+            save_table(cache, key, table)
     return table

@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -33,7 +33,8 @@ from .folder import StreamingSource
 from .index import FileIndex, cached_table
 from .readers import DECODE_ERRORS, IMAGE_SUFFIXES, decode_image
 
-__all__ = ["MEMBERS_SUFFIX", "SHARD_SUFFIXES", "TarShards", "member_table", "shard_members"]
+__all__ = ["MEMBERS_SUFFIX", "SHARD_SUFFIXES", "TarShards", "join_shards", "list_shards", "member_table",
+           "shard_members", "table_key"]
 
 MEMBERS_SUFFIX = ".members.npz"  # the member table is cached at <file index cache> + this
 SHARD_SUFFIXES = (".tar",)
@@ -67,46 +68,52 @@ def shard_members(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(starts, np.int64), np.array(sizes, np.int64)
 
 
-def member_table(index: FileIndex, on_error: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Every shard's image members, shard after shard.
-
-    Returns
-    -------
-    starts, sizes : (members,) int64
-        Where each member's bytes lie in its shard, and how many.
-    offsets : (shards + 1,) int64
-        Shard v's members are ``starts[offsets[v]:offsets[v + 1]]`` (none for an unreadable one).
-    bad : list of str
-        Unreadable shards (only with ``on_error="skip"``; with "raise" the first one raises).
-    """
-    starts, sizes, counts, bad = [], [], [], []
-    for v in range(len(index)):
+def list_shards(index: FileIndex, on_error: str,
+                shards: Iterable[int]) -> list[tuple[np.ndarray, np.ndarray] | str]:
+    """:func:`shard_members` of each of ``shards`` (numbers in ``index``), or, with
+    ``on_error="skip"``, the path of one that cannot be read (with "raise" it raises)."""
+    found: list[tuple[np.ndarray, np.ndarray] | str] = []
+    for v in shards:
         try:
-            found = shard_members(index.path(v))
+            found.append(shard_members(index.path(v)))
         except ValueError:
             if on_error == "raise":
                 raise
-            bad.append(str(index.path(v)))
-            found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        starts.append(found[0])
-        sizes.append(found[1])
-        counts.append(len(found[0]))
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return np.concatenate(starts), np.concatenate(sizes), offsets, bad
+            found.append(str(index.path(v)))
+    return found
 
 
-def _cached_member_table(index: FileIndex, on_error: str, cache: str | Path | None) -> tuple:
-    """:func:`member_table`, kept in ``cache`` while the folder's fingerprint and every shard's
-    size and modification time are those it was built from."""
-    def build() -> dict[str, np.ndarray]:
-        starts, sizes, offsets, bad = member_table(index, on_error)
-        return {"starts": starts, "sizes": sizes, "offsets": offsets, "bad": np.array(bad, dtype=str)}
+def join_shards(found: Sequence[tuple[np.ndarray, np.ndarray] | str]) -> dict[str, np.ndarray]:
+    """The member table of every shard, from :func:`list_shards` of all of them in order.
 
-    stats = [index.path(v).stat() for v in range(len(index))]  # a shard appended to in place keeps
-    stamps = ",".join(f"{st.st_size}/{st.st_mtime_ns}" for st in stats)  # its folder's fingerprint
-    key = f"{index.fingerprint}:{on_error}:{stamps}"
-    table = cached_table(cache, key, build)
-    return table["starts"], table["sizes"], table["offsets"], [str(b) for b in table["bad"]]
+    Returns
+    -------
+    dict
+        ``starts``, ``sizes`` (members,) int64: where each member's bytes lie in its shard,
+        and how many; ``offsets`` (shards + 1,) int64: shard v's members are
+        ``starts[offsets[v]:offsets[v + 1]]`` (none for an unreadable one); ``bad`` (str
+        array): the unreadable shards.
+    """
+    empty = np.zeros(0, np.int64)
+    parts = [(empty, empty) if isinstance(f, str) else f for f in found]
+    counts = [len(starts) for starts, _ in parts]
+    return {"starts": np.concatenate([p[0] for p in parts] or [empty]),
+            "sizes": np.concatenate([p[1] for p in parts] or [empty]),
+            "offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "bad": np.array([f for f in found if isinstance(f, str)], dtype=str)}
+
+
+def member_table(index: FileIndex, on_error: str) -> dict[str, np.ndarray]:
+    """Every shard's image members, shard after shard (:func:`join_shards`)."""
+    return join_shards(list_shards(index, on_error, range(len(index))))
+
+
+def table_key(index: FileIndex, on_error: str) -> str:
+    """What a cached member table must have been built from: the folder's fingerprint, the
+    option, and every shard's size and modification time (a shard appended to in place keeps
+    its folder's fingerprint)."""
+    stats = [index.path(v).stat() for v in range(len(index))]
+    return f"{index.fingerprint}:{on_error}:" + ",".join(f"{st.st_size}/{st.st_mtime_ns}" for st in stats)
 
 
 class TarShards(StreamingSource):
@@ -122,13 +129,13 @@ class TarShards(StreamingSource):
     on_error : {"raise", "skip"}
         A shard that is not a readable tar, or a member that cannot be decoded, stops the run
         (naming it), or is skipped and counted.
-    table : (starts, sizes, offsets, bad), optional
+    table : dict, optional
         The member table (:func:`member_table`), when the caller has it: nothing is listed here.
     """
 
     def __init__(self, root: str | Path, size: Sequence[int], channels: int = 3, seed: int = 0,
                  crop: str = "random", on_error: str = "raise", index: FileIndex | None = None,
-                 cache: str | Path | None = None, table: tuple | None = None):
+                 cache: str | Path | None = None, table: dict[str, np.ndarray] | None = None):
         super().__init__(size, channels, seed, crop, on_error)
         self.root = Path(root)
         self.index = index if index is not None else FileIndex.cached(self.root, SHARD_SUFFIXES, cache)
@@ -136,15 +143,17 @@ class TarShards(StreamingSource):
             raise ValueError(f"no shards under {self.root}: looked for uncompressed .tar files (any case)")
         if table is None:
             stored = None if cache is None else Path(str(cache) + MEMBERS_SUFFIX)
-            table = _cached_member_table(self.index, on_error, stored)
-        self.starts, self.sizes, self.offsets, bad = table
+            table = cached_table(stored, table_key(self.index, on_error), lambda: member_table(self.index, on_error))
+        self.starts, self.sizes, self.offsets = table["starts"], table["sizes"], table["offsets"]
+        bad = [str(b) for b in table["bad"]]
         self.skipped.update(bad)
         if not len(self.starts):
             raise ValueError(f"no images in the {len(self.index)} shards under {self.root} "
                              f"({len(bad)} unreadable; looked for {', '.join(IMAGE_SUFFIXES)} members)")
 
     def listing(self) -> dict[str, Any]:
-        return {"index": self.index, "table": (self.starts, self.sizes, self.offsets, sorted(self.skipped))}
+        return {"index": self.index, "table": {"starts": self.starts, "sizes": self.sizes, "offsets": self.offsets,
+                                                "bad": np.array(sorted(self.skipped), dtype=str)}}
 
     def shard_of(self, k: int) -> int:
         """The shard that holds member k of the folder."""
