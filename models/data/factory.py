@@ -45,8 +45,8 @@ def make_dataset(spec: dict[str, Any], size: Sequence[int], channels: int, seed:
     ----------
     spec : dict
         ``source`` and its keys: bundled: ``face_share`` (0.1), ``holdout`` (30), ``train_faces``
-        (all that holdout leaves); folder and
-        video: ``path`` (required), ``crop`` ("random"), ``on_error`` ("raise" or "skip");
+        (all that holdout leaves); folder, video and shards (a folder of tar files): ``path``
+        (required), ``crop`` ("random"), ``on_error`` ("raise" or "skip");
         cifar10 and stl10: ``path`` (required, the extracted binary directory), ``split``
         ("train").
     size : (H, W)
@@ -56,8 +56,9 @@ def make_dataset(spec: dict[str, Any], size: Sequence[int], channels: int, seed:
     seed : int
         With the step and the sample's index, fixes every sample.
     listing : dict, optional
-        A folder, video or shards source's listing (its :meth:`~models.data.folder.StreamingSource.listing`),
-        when the caller already has it: nothing is listed here.
+        A folder, video or shards source's listing (its
+        :meth:`~models.data.folder.StreamingSource.listing`), when the caller already has it:
+        nothing is listed here.
     cache : path, optional
         Where a folder, video or shards source keeps its listing between runs.
 
