@@ -20,10 +20,10 @@ samples/s over ``--batches`` batches. A second launch on the same folder reuses 
 index (``first_batch_cached_s``).
 
 With ``--source shards`` (results in ``benchmarks/results/data_shards.json``) the same JPEGs
-are packed once, in order, into uncompressed tar shards of 1,000 (``--shards``, default
-/tmp/cots-bench-shards: ``d{j // 10}/d{j % 10}/shard-{j:05d}.tar`` for shard j, the same tree
-one level up), and the workers train from ``data.source = "shards"``; ``index_bytes`` then
-counts the shard index and the member table.
+are packed once, in order, into uncompressed tar shards of 1,000 by ``cots pack``'s writer
+(``--shards``, default /tmp/cots-bench-shards: ``d{j // 10}/d{j % 10}/shard-{j:06d}.tar`` for
+shard j, the same tree one level up), and the workers train from ``data.source = "shards"``;
+``index_bytes`` then counts the shard index and the member table.
 
 Step rates to compare with: ``benchmarks/results/train.json`` (the demo at 2 ranks, if
 present) and le2012's 3.42 s per step at 2 ranks for stage 0, batch 32 (docs/benchmarks.md,
@@ -85,21 +85,20 @@ def write_jpegs(folder: Path, count: int) -> float:
 
 
 def write_shards(folder: Path, shards: Path, count: int) -> float:
-    """Pack the JPEGs of :func:`write_jpegs` into the missing ones of ``count // 1000``
-    uncompressed tar shards of 1,000, in order; returns the seconds it took."""
-    import tarfile
+    """Pack the JPEGs of :func:`write_jpegs` into the missing ones of ``count // 1000`` shards
+    of 1,000 with ``cots pack``'s writer (models.data.shards.pack: files in a folder source's
+    order), shard j into ``shards/d{j // 10}/d{j % 10}/``; returns the seconds it took."""
+    from models.data.index import FileIndex
+    from models.data.readers import IMAGE_SUFFIXES
+    from models.data.shards import pack, shard_name
 
     start = time.perf_counter()
+    index = FileIndex.scan(folder, IMAGE_SUFFIXES)
     for j in range(count // 1000):
-        file = shards / f"d{j // 10}" / f"d{j % 10}" / f"shard-{j:05d}.tar"
-        if file.exists():
-            continue
-        file.parent.mkdir(parents=True, exist_ok=True)
-        part = file.with_name(file.name + ".part")
-        with tarfile.open(part, "w") as tar:
-            for k in range(1000 * j, 1000 * j + 1000):
-                tar.add(folder / f"d{k // 10000}" / f"d{k // 1000 % 10}" / f"{k}.jpg", arcname=f"{k}.jpg")
-        part.replace(file)
+        out = shards / f"d{j // 10}" / f"d{j % 10}"
+        if not (out / shard_name(j)).exists():
+            out.mkdir(parents=True, exist_ok=True)
+            pack(index, out, 1000, [j])
     return time.perf_counter() - start
 
 

@@ -5,6 +5,7 @@
     mpiexec -n 2 cots neurons runs/demo
     cots plan configs/le2012.toml --ranks 2 --gpu-mem 12
     cots export runs/demo --format safetensors
+    mpiexec -n 4 cots pack /data/frames --out /data/shards
 """
 
 from __future__ import annotations
@@ -226,6 +227,23 @@ def _crops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    """Pack an image folder into tar shards, the ranks writing every N-th shard (collective)."""
+    from distarray import comm
+
+    from .pack import pack_folder
+
+    world = comm.world()
+    try:
+        record = pack_folder(args.folder, args.out, args.per_shard, world)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if world.Get_rank() == 0:
+        print(f"cots pack: {record['images']} images from {args.folder} in {record['shards']} shards in {args.out}; "
+              f"train on them with --set 'data={{source=\"shards\", path=\"{args.out}\"}}'")
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     """Plan a configuration on N ranks from shapes alone; or measure this machine (collective)."""
     import json
@@ -372,6 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     crops.add_argument("--margin", type=float, default=0.25,
                        help="distractors keep this many face sides away from every face (default 0.25)")
     crops.set_defaults(run=_crops)
+    pack = sub.add_parser(
+        "pack", help="pack a folder of images into uncompressed tar shards (data.source = \"shards\")",
+        description="Pack every .jpg, .jpeg and .png under FOLDER, in the order a folder source lists them, "
+                    "into OUT/shard-000000.tar ... (the ranks write every N-th shard); a shards source on OUT "
+                    "draws the same batches as the folder (docs/data.md).")
+    pack.add_argument("folder", help="the image folder")
+    pack.add_argument("--out", required=True, help="a new or empty folder for the shards")
+    pack.add_argument("--per-shard", type=int, default=5000, help="images per shard (default 5000)")
+    pack.set_defaults(run=_pack)
     plan = sub.add_parser(
         "plan", help="memory, traffic, FLOPs and step time of a configuration on N ranks, from shapes alone",
         description="Plan a configuration on N ranks without allocating it (docs/scaling.md); "
@@ -393,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--latency-us", type=float, help="message latency, microseconds")
     plan.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
     plan.set_defaults(run=_plan)
-    for command in (info, train, neurons, export, crops, plan):
+    for command in (info, train, neurons, export, crops, pack, plan):
         command.add_argument("--log-level", choices=LEVELS, default="info",
                              help="rank 0's console level; the other ranks print warnings and errors only "
                                   "(default info; debug adds a line per logged step and checkpoint)")

@@ -33,8 +33,8 @@ from .folder import StreamingSource
 from .index import FileIndex, cached_table
 from .readers import DECODE_ERRORS, IMAGE_SUFFIXES, decode_image
 
-__all__ = ["MEMBERS_SUFFIX", "SHARD_SUFFIXES", "TarShards", "join_shards", "list_shards", "member_table",
-           "shard_members", "table_key"]
+__all__ = ["MEMBERS_SUFFIX", "SHARD_SUFFIXES", "TarShards", "join_shards", "list_shards", "member_table", "pack",
+           "shard_members", "shard_name", "table_key"]
 
 MEMBERS_SUFFIX = ".members.npz"  # the member table is cached at <file index cache> + this
 SHARD_SUFFIXES = (".tar",)
@@ -114,6 +114,39 @@ def table_key(index: FileIndex, on_error: str) -> str:
     its folder's fingerprint)."""
     stats = [index.path(v).stat() for v in range(len(index))]
     return f"{index.fingerprint}:{on_error}:" + ",".join(f"{st.st_size}/{st.st_mtime_ns}" for st in stats)
+
+
+def shard_name(j: int) -> str:
+    """The file name of shard ``j`` as :func:`pack` writes it."""
+    return f"shard-{j:06d}.tar"
+
+
+def pack(index: FileIndex, out: Path, per_shard: int, shards: Iterable[int]) -> list[int]:
+    """Write shards ``shards`` of the indexed files: shard j holds files ``j * per_shard`` up to
+    ``(j + 1) * per_shard`` in index order, named by their paths relative to the folder, so a
+    shards source on ``out`` lists the images in the folder's order and draws the same
+    batches. Each shard is written under a temporary name and renamed when whole; a shard's
+    bytes depend on the files alone (whichever process writes it).
+
+    Returns
+    -------
+    list of int
+        The members written to each shard.
+    """
+    written = []
+    for j in shards:
+        file = out / shard_name(j)
+        part = file.with_name(file.name + ".part")
+        members = range(j * per_shard, min(len(index), (j + 1) * per_shard))
+        with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
+            for k in members:
+                info = tar.gettarinfo(index.path(k), arcname=index.relative(k))
+                info.mtime = int(info.mtime)  # whole seconds fit the plain header: no extended one per image
+                with open(index.path(k), "rb") as data:
+                    tar.addfile(info, data)
+        part.replace(file)
+        written.append(len(members))
+    return written
 
 
 class TarShards(StreamingSource):
