@@ -33,17 +33,17 @@ def pack_folder(folder: str | Path, out: str | Path, per_shard: int, world: Any)
     Raises
     ------
     ValueError
-        On every rank together: ``out`` holds shards or is a file, ``folder`` is missing or
-        holds no image, ``per_shard`` < 1, or a shard cannot be written.
+        On every rank together: ``out`` is a file or a folder that is not empty, ``folder`` is
+        missing or holds no image, ``per_shard`` < 1, or a shard cannot be written.
     """
     out, index, error = Path(out), None, None
     if world.Get_rank() == 0:
         try:
             if per_shard < 1:
                 raise ValueError(f"expected at least 1 image per shard, got {per_shard}")
-            if out.exists() and (not out.is_dir() or any(out.glob("*.tar"))):
-                raise ValueError(f"expected the output to be a new or empty folder, got {out} (a file, or it holds "
-                                 f"shards)")
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise ValueError(f"expected the output to be a new or empty folder, got {out} (a file, or a folder "
+                                 f"that holds something)")
             index = FileIndex.scan(folder, IMAGE_SUFFIXES)
             if not len(index):
                 raise ValueError(f"no images under {folder}: looked for {', '.join(IMAGE_SUFFIXES)} files (any case)")
